@@ -1,0 +1,11 @@
+// Benchmarks are `ruvllm bench ...` subcommands. Each prints a markdown table and writes JSON
+// with the machine, the inputs, and the reference measured in the same run.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace ruvllm::bench {
+
+void add_bench_commands(CLI::App& app);
+
+}  // namespace ruvllm::bench

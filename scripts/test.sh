@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# README command 2: set up a fresh machine, build, and run every test. ruvllm's own code runs under
+# AddressSanitizer and UndefinedBehaviorSanitizer (llama.cpp itself is built normally).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+start=$(date +%s)
+scripts/setup.sh
+scripts/build.sh test -DRUVLLM_SANITIZE=ON -DRUVLLM_BUILD_TESTS=ON
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+ctest --test-dir build/test --output-on-failure --parallel "$(nproc)" "$@"
+echo "[test] all tests passed in $(($(date +%s) - start)) s"

@@ -1,0 +1,11 @@
+// The `ruvllm` program's subcommands, each group registered on the CLI11 app by its own file.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace ruvllm::cli {
+
+void add_model_commands(CLI::App& app);    // model synth | quantize | info
+void add_generate_command(CLI::App& app);  // generate: one prompt through the engine
+
+}  // namespace ruvllm::cli
