@@ -1,5 +1,6 @@
 #include "reference.h"
 
+#include <ggml-cpu.h>
 #include <llama.h>
 
 #include <chrono>
@@ -14,9 +15,11 @@ namespace ruvllm::bench {
 struct RawLlama::State {
   llama_model* model = nullptr;
   llama_context* ctx = nullptr;
+  ggml_threadpool* pool = nullptr;
   int n_vocab = 0;
   ~State() {
     if (ctx) llama_free(ctx);
+    if (pool) ggml_threadpool_free(pool);
     if (model) llama_model_free(model);
   }
 };
@@ -34,6 +37,12 @@ RawLlama::RawLlama(const std::string& path, int threads, bool use_mmap, int n_ct
   cp.no_perf = true;
   state_->ctx = llama_init_from_model(state_->model, cp);
   if (!state_->ctx) throw std::runtime_error("reference: cannot create a context for " + path);
+  // The same persistent pool as the engine's (poll 0: idle workers sleep), so that neither side's
+  // idle threads spin while the other is measured.
+  ggml_threadpool_params tp = ggml_threadpool_params_default(threads);
+  tp.poll = 0;
+  state_->pool = ggml_threadpool_new(&tp);
+  llama_attach_threadpool(state_->ctx, state_->pool, nullptr);
   state_->n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(state_->model));
 }
 

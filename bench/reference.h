@@ -1,6 +1,6 @@
 // The reference for `bench models`: llama.cpp's C API driven directly, the way llama-bench does
 // it (pp: one batch of random tokens, logits for the last; tg: single-token decodes, no sampling),
-// with nothing of ruvllm in between.
+// with nothing of ruvllm in between: same file, threads, context size and thread-pool settings.
 #pragma once
 
 #include <cstdint>

@@ -23,7 +23,8 @@ set(LLAMA_OPENSSL OFF CACHE BOOL "" FORCE)
 set(LLAMA_ALL_WARNINGS OFF CACHE BOOL "" FORCE)
 set(GGML_NATIVE ${RUVLLM_NATIVE} CACHE BOOL "" FORCE)
 set(GGML_CUDA ${RUVLLM_CUDA} CACHE BOOL "" FORCE)
-set(GGML_OPENMP ON CACHE BOOL "" FORCE)
+# ggml's own thread pool instead of OpenMP: see ThreadPool in src/llm/backend.h for the numbers.
+set(GGML_OPENMP OFF CACHE BOOL "" FORCE)
 set(GGML_CCACHE ON CACHE BOOL "")
 
 add_subdirectory("${RUVLLM_LLAMA_DIR}" "${CMAKE_BINARY_DIR}/llama.cpp" EXCLUDE_FROM_ALL SYSTEM)

@@ -7,6 +7,9 @@
 #include <cstring>
 #include <mutex>
 #include <string_view>
+#include <thread>
+
+#include "ruvllm/llm.h"
 
 namespace ruvllm::llm::detail {
 namespace {
@@ -50,6 +53,17 @@ void ensure_backend() {
 
 LogCapture::LogCapture() : previous_(tls_capture) { tls_capture = &lines_; }
 LogCapture::~LogCapture() { tls_capture = previous_; }
+
+ThreadPool::ThreadPool(int threads) : pool_(nullptr, ggml_threadpool_free) {
+  ggml_threadpool_params params = ggml_threadpool_params_default(threads);
+  params.poll = 0;
+  pool_.reset(ggml_threadpool_new(&params));
+  if (!pool_) throw Error("cannot create a CPU thread pool of " + std::to_string(threads) + " threads");
+}
+
+int default_threads(int requested) {
+  return requested > 0 ? requested : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 std::string LogCapture::message(const std::string& fallback) const { return lines_.empty() ? fallback : lines_; }
 

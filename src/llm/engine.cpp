@@ -16,7 +16,7 @@ namespace {
 class EmbeddingContext {
  public:
   EmbeddingContext(std::shared_ptr<const detail::LoadedModel> model, int threads, int window)
-      : model_(std::move(model)), ctx_(nullptr, llama_free) {
+      : model_(std::move(model)), pool_(threads), ctx_(nullptr, llama_free) {
     const int train = model_->info().n_ctx_train;
     window = train > 0 ? std::min(window, train) : window;
     llama_context_params cp = llama_context_default_params();
@@ -30,6 +30,7 @@ class EmbeddingContext {
     detail::LogCapture capture;
     ctx_.reset(llama_init_from_model(model_->get(), cp));
     if (!ctx_) throw Error("cannot create an embedding context: " + capture.message("out of memory?"));
+    pool_.attach(ctx_.get());
     window_ = static_cast<int>(llama_n_ubatch(ctx_.get()));
     batch_ = llama_batch_init(window_, 0, 1);
   }
@@ -74,6 +75,7 @@ class EmbeddingContext {
 
  private:
   std::shared_ptr<const detail::LoadedModel> model_;
+  detail::ThreadPool pool_;
   std::unique_ptr<llama_context, void (*)(llama_context*)> ctx_;
   llama_batch batch_{};
   int window_ = 0;
@@ -108,9 +110,7 @@ struct Engine::Impl {
     throw Error("unknown model '" + name + "'; the ladder has: " + known);
   }
 
-  int threads() const {
-    return params.threads > 0 ? params.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  }
+  int threads() const { return detail::default_threads(params.threads); }
 
   std::shared_ptr<Loaded> get(const std::string& name) {
     const ModelSpec& s = spec(name);

@@ -35,6 +35,7 @@ void free_batch(llama_batch* batch) {
 Runner::Runner(std::shared_ptr<const LoadedModel> model, const RunnerParams& params)
     : model_(std::move(model)),
       params_(params),
+      pool_(default_threads(params.threads)),
       ctx_(nullptr, llama_free),
       cache_(params.cache_bytes),
       batch_(nullptr, free_batch) {
@@ -58,6 +59,7 @@ Runner::Runner(std::shared_ptr<const LoadedModel> model, const RunnerParams& par
     throw Error("cannot create a context for model '" + model_->spec().name +
                 "': " + capture.message("out of memory?"));
   }
+  pool_.attach(ctx_.get());
   context_ = static_cast<int>(llama_n_ctx_seq(ctx_.get()));
   params_.batch = static_cast<int>(llama_n_batch(ctx_.get()));  // llama.cpp caps it at the context size
   partial_removal_ = !(llama_model_is_recurrent(model_->get()) || llama_model_is_hybrid(model_->get()));
@@ -179,16 +181,34 @@ void Runner::loop() {
     return std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.active != nullptr; });
   };
   for (;;) {
-    std::vector<std::unique_ptr<Job>> admitted;
+    std::vector<std::unique_ptr<Job>> admitted, cancelled;
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || any_active(); });
       if (stopping_ && queue_.empty() && !any_active()) return;
+      // Requests cancelled while they wait leave the queue now, not when a sequence frees up.
+      for (auto it = queue_.begin(); it != queue_.end();) {
+        if ((*it)->request.cancel.stop_requested()) {
+          cancelled.push_back(std::move(*it));
+          it = queue_.erase(it);
+        } else {
+          ++it;
+        }
+      }
       auto free_slots = std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.active; });
       while (free_slots-- > 0 && !queue_.empty()) {
         admitted.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+    }
+    for (auto& job : cancelled) {
+      GenerateResult result;
+      result.model = model_->spec().name;
+      result.finish = Finish::cancelled;
+      result.prompt_tokens = static_cast<int>(job->tokens.size());
+      result.generated_weights = model_->info().generated_weights;
+      result.timings.queued = result.timings.total = micros(Clock::now() - job->submitted);
+      job->promise.set_value(std::move(result));
     }
     for (auto& job : admitted) admit(std::move(job), ++tick);
     for (auto& slot : slots_) {
@@ -349,7 +369,13 @@ void Runner::sample(Slot& slot) {
   }
   if (request.max_tokens == 0) return finish(slot, Finish::length);  // prefill only (cache warm-up)
 
-  const llama_token token = llama_sampler_sample(a.sampler.get(), ctx_.get(), a.logits_index);
+  llama_token token = 0;
+  if (a.sampler) {
+    token = llama_sampler_sample(a.sampler.get(), ctx_.get(), a.logits_index);
+  } else {  // greedy without penalties: the argmax, without copying the vocabulary into candidates
+    const float* logits = llama_get_logits_ith(ctx_.get(), a.logits_index);
+    token = static_cast<llama_token>(std::max_element(logits, logits + model_->info().n_vocab) - logits);
+  }
   if (a.generated == 0) a.first_token = Clock::now();
   if (request.logprobs > 0) a.logprobs.push_back(logprob_of(a.logits_index, token, request.logprobs));
   if (!request.ignore_eos && model_->is_end_of_generation(token)) return finish(slot, Finish::stop);

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "backend.h"
 #include "model.h"
 #include "prefix_cache.h"
 #include "sampling.h"
@@ -88,6 +89,7 @@ class Runner {
 
   std::shared_ptr<const LoadedModel> model_;
   RunnerParams params_;
+  ThreadPool pool_;  // outlives the context that uses it (declared before it)
   std::unique_ptr<llama_context, void (*)(llama_context*)> ctx_;
   int context_ = 0;
   bool partial_removal_ = true;  // false for recurrent/hybrid memory: no rollback of conv state

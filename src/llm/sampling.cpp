@@ -24,10 +24,11 @@ void validate(const Sampling& s) {
 }
 
 SamplerPtr make_sampler(const Sampling& s, std::span<const llama_token> prompt, int32_t n_vocab) {
+  const bool penalise = s.repeat_penalty != 1.0f && s.repeat_last_n > 0;
+  if (s.temperature == 0.0f && !penalise) return nullptr;  // plain argmax: the runner takes it directly
   llama_sampler_chain_params params = llama_sampler_chain_default_params();
   params.no_perf = true;
   SamplerPtr chain(llama_sampler_chain_init(params));
-  const bool penalise = s.repeat_penalty != 1.0f && s.repeat_last_n > 0;
   if (penalise) {
     llama_sampler_chain_add(chain.get(),
                             llama_sampler_init_penalties(n_vocab, s.repeat_last_n, s.repeat_penalty, 0.0f, 0.0f));

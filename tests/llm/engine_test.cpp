@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <llama.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <thread>
@@ -165,6 +166,28 @@ TEST(Stories, CancellationByCallbackAndByStopToken) {
   result = engine.generate("stories", r);
   EXPECT_EQ(result.finish, Finish::cancelled);
   EXPECT_EQ(result.completion_tokens, 0);
+}
+
+TEST(Stories, ACancelledQueuedRequestLeavesTheQueueAtOnce) {
+  RUVLLM_REQUIRE_SHARED(path, kStories);
+  Engine engine(one_model("stories", path, 1));
+  // A slow consumer keeps the only sequence busy for about a second (2 ms per token).
+  GenerateRequest busy = greedy("Once upon a time", 500);
+  busy.ignore_eos = true;
+  busy.on_text = [](std::string_view) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return true;
+  };
+  auto running = engine.submit("stories", busy);
+  std::stop_source source;
+  GenerateRequest waiting = greedy("The dog", 10);
+  waiting.cancel = source.get_token();
+  auto queued = engine.submit("stories", waiting);
+  source.request_stop();
+  ASSERT_EQ(queued.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(queued.get().finish, Finish::cancelled);
+  EXPECT_EQ(running.wait_for(std::chrono::seconds(0)), std::future_status::timeout);  // still generating
+  EXPECT_EQ(running.get().completion_tokens, 500);
 }
 
 TEST(Stories, BatchedRequestsGiveTheSameTextAsOneAtATime) {
