@@ -18,7 +18,7 @@ namespace {
 struct ModelsOptions {
   std::vector<std::string> models;
   int threads = 0, reps = 5, prompt = 512, generate = 64, prefix = 2048;
-  std::string load = "mmap";  // mmap | read
+  std::string load = "read";  // read | mmap
   std::string llama_bench;    // path to llama.cpp's llama-bench binary (optional)
   std::string out = "build/bench";
   bool no_reference = false;
@@ -78,6 +78,9 @@ nlohmann::json bench_one(const std::string& path, const ModelsOptions& o, int th
     ttft.push_back(run(random_tokens(300, n_vocab, rng), 1).timings.first_token / 1000.0);
     e2e.push_back(run(random_tokens(300, n_vocab, rng), 32).timings.total / 1000.0);
   }
+  // Peak RSS of the loaded model, its context and a few requests, before the prefix-cache test
+  // adds saved states (their size is reported on its own below).
+  row["peak_rss_bytes"] = rss_reset ? peak_rss_bytes() : 0;
   const bool prefix_fits = info.n_ctx_train == 0 || o.prefix + 64 <= info.n_ctx_train;
   if (prefix_fits) {
     for (int i = 0; i < o.reps; ++i) {
@@ -107,7 +110,10 @@ nlohmann::json bench_one(const std::string& path, const ModelsOptions& o, int th
     row["prefix_hit_ttft_ms"] = to_json(hit);
     row["prefix_speedup"] = cold.mean / hit.mean;
   }
-  row["peak_rss_bytes"] = rss_reset ? peak_rss_bytes() : 0;
+  const auto cache = engine.cache_stats(name);
+  row["prefix_cache_entries"] = cache.entries;
+  row["prefix_cache_bytes"] = cache.bytes;
+  row["peak_rss_with_prefix_cache_bytes"] = rss_reset ? peak_rss_bytes() : 0;
 
   // Phase B: prefill and decode throughput, ours and the reference interleaved rep by rep so that
   // drift of a noisy machine hits both alike.
@@ -213,7 +219,8 @@ std::string markdown(const nlohmann::json& report) {
      << " repetitions after 2 warm-ups. ratio = ours / reference, the median over repetitions of the ratio "
         "of a back-to-back pair (order alternating); reference = llama.cpp's C API driven directly the way "
         "llama-bench does it (same file, threads, context and thread pool). Times: means. llama-bench: "
-        "llama.cpp's own binary from the same source, run afterwards in its own process.\n";
+        "llama.cpp's own binary from the same source, run afterwards in its own process. Peak RSS: the "
+        "loaded model, a 4k-token context and the first requests, before the prefix test stores states.\n";
   return md.str();
 }
 

@@ -12,7 +12,7 @@ namespace {
 
 struct GenerateOptions {
   std::string model, ladder, prompt, system;
-  bool chat = false, no_stream = false, no_mmap = false, json = false;
+  bool chat = false, no_stream = false, mmap = false, json = false;
   int max_tokens = 128, context = 4096, threads = 0;
   llm::Sampling sampling;
   uint32_t seed = 0;
@@ -36,7 +36,7 @@ void run(const GenerateOptions& o, bool seed_given) {
     params.ladder.push_back({std::filesystem::path(o.model).stem().string(), o.model, "", 1.0, 0});
   }
   const std::string name = o.ladder.empty() ? params.ladder.front().name : o.model;
-  params.load_mode = o.no_mmap ? llm::LoadMode::read : llm::LoadMode::mmap;
+  params.load_mode = o.mmap ? llm::LoadMode::mmap : llm::LoadMode::read;
   params.context = o.context;
   params.threads = o.threads;
   params.parallel = 1;
@@ -113,7 +113,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--stop", o->stop, "Stop string (repeatable)");
   cmd->add_option("--context", o->context, "Context tokens per sequence");
   cmd->add_option("--threads", o->threads, "Threads (0 = all)");
-  cmd->add_flag("--no-mmap", o->no_mmap, "Read the file into memory instead of mapping it");
+  cmd->add_flag("--mmap", o->mmap, "Map the file instead of reading it into memory");
   cmd->add_flag("--no-stream", o->no_stream, "Print the text at the end instead of streaming");
   cmd->add_flag("--json", o->json, "Print the result as JSON");
   cmd->callback([o, seed] { run(*o, seed->count() > 0); });

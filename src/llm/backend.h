@@ -43,6 +43,34 @@ class ThreadPool {
   std::unique_ptr<ggml_threadpool, void (*)(ggml_threadpool*)> pool_;
 };
 
+// An owned llama_batch with room for `capacity` tokens of one sequence id each.
+class Batch {
+ public:
+  explicit Batch(int capacity) : batch_(llama_batch_init(capacity, 0, 1)), capacity_(capacity) {}
+  ~Batch() { llama_batch_free(batch_); }
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+
+  void clear() { batch_.n_tokens = 0; }
+  // Appends a token; returns its row (the index of its logits when `output` is set).
+  int add(llama_token token, llama_pos pos, llama_seq_id seq, bool output) {
+    const int i = batch_.n_tokens++;
+    batch_.token[i] = token;
+    batch_.pos[i] = pos;
+    batch_.n_seq_id[i] = 1;
+    batch_.seq_id[i][0] = seq;
+    batch_.logits[i] = output;
+    return i;
+  }
+  int size() const { return batch_.n_tokens; }
+  int capacity() const { return capacity_; }
+  const llama_batch& get() const { return batch_; }
+
+ private:
+  llama_batch batch_;
+  int capacity_;
+};
+
 // Threads to use when the caller asked for 0 ("all"): one per hardware thread.
 int default_threads(int requested);
 

@@ -1,6 +1,7 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "backend.h"
@@ -32,11 +33,8 @@ class EmbeddingContext {
     if (!ctx_) throw Error("cannot create an embedding context: " + capture.message("out of memory?"));
     pool_.attach(ctx_.get());
     window_ = static_cast<int>(llama_n_ubatch(ctx_.get()));
-    batch_ = llama_batch_init(window_, 0, 1);
+    batch_.emplace(window_);
   }
-  ~EmbeddingContext() { llama_batch_free(batch_); }
-  EmbeddingContext(const EmbeddingContext&) = delete;
-  EmbeddingContext& operator=(const EmbeddingContext&) = delete;
 
   std::vector<float> embed(std::string_view text) {
     if (text.empty()) throw Error("cannot embed an empty text");
@@ -50,17 +48,12 @@ class EmbeddingContext {
     }
     std::lock_guard lock(mutex_);
     if (llama_memory_t mem = llama_get_memory(ctx_.get())) llama_memory_clear(mem, true);
-    batch_.n_tokens = 0;
+    batch_->clear();
     for (std::size_t i = 0; i < tokens.size(); ++i) {
-      batch_.token[i] = tokens[i];
-      batch_.pos[i] = static_cast<llama_pos>(i);
-      batch_.n_seq_id[i] = 1;
-      batch_.seq_id[i][0] = 0;
-      batch_.logits[i] = true;  // every token is an output: pooling averages over outputs
-      ++batch_.n_tokens;
+      batch_->add(tokens[i], static_cast<llama_pos>(i), 0, true);  // every token is an output: pooling averages them
     }
     const bool encoder_only = llama_model_has_encoder(model_->get()) && !llama_model_has_decoder(model_->get());
-    const int32_t rc = encoder_only ? llama_encode(ctx_.get(), batch_) : llama_decode(ctx_.get(), batch_);
+    const int32_t rc = encoder_only ? llama_encode(ctx_.get(), batch_->get()) : llama_decode(ctx_.get(), batch_->get());
     if (rc != 0) throw Error("embedding failed: llama.cpp returned " + std::to_string(rc));
     const float* pooled = llama_get_embeddings_seq(ctx_.get(), 0);
     if (pooled == nullptr) throw Error("embedding failed: llama.cpp returned no pooled vector");
@@ -77,7 +70,7 @@ class EmbeddingContext {
   std::shared_ptr<const detail::LoadedModel> model_;
   detail::ThreadPool pool_;
   std::unique_ptr<llama_context, void (*)(llama_context*)> ctx_;
-  llama_batch batch_{};
+  std::optional<detail::Batch> batch_;
   int window_ = 0;
   std::mutex mutex_;
 };

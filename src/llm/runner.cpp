@@ -25,11 +25,6 @@ std::size_t common_prefix(const std::vector<llama_token>& a, const std::vector<l
   return static_cast<std::size_t>(ia - a.begin());
 }
 
-void free_batch(llama_batch* batch) {
-  llama_batch_free(*batch);
-  delete batch;  // NOLINT: paired with the new in make_batch, owned by unique_ptr
-}
-
 }  // namespace
 
 Runner::Runner(std::shared_ptr<const LoadedModel> model, const RunnerParams& params)
@@ -37,10 +32,8 @@ Runner::Runner(std::shared_ptr<const LoadedModel> model, const RunnerParams& par
       params_(params),
       pool_(default_threads(params.threads)),
       ctx_(nullptr, llama_free),
-      cache_(params.cache_bytes),
-      batch_(nullptr, free_batch) {
-  const int threads =
-      params_.threads > 0 ? params_.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      cache_(params.cache_bytes) {
+  const int threads = default_threads(params_.threads);
   const int train = model_->info().n_ctx_train;
   const int context = train > 0 ? std::min(params_.context, train) : params_.context;
 
@@ -64,7 +57,7 @@ Runner::Runner(std::shared_ptr<const LoadedModel> model, const RunnerParams& par
   params_.batch = static_cast<int>(llama_n_batch(ctx_.get()));  // llama.cpp caps it at the context size
   partial_removal_ = !(llama_model_is_recurrent(model_->get()) || llama_model_is_hybrid(model_->get()));
 
-  batch_.reset(new llama_batch(llama_batch_init(params_.batch + params_.parallel, 0, 1)));
+  batch_.emplace(params_.batch);
   slots_.resize(static_cast<std::size_t>(params_.parallel));
   fed_.resize(slots_.size());
   for (std::size_t i = 0; i < slots_.size(); ++i) slots_[i].seq = static_cast<llama_seq_id>(i);
@@ -287,16 +280,10 @@ void Runner::admit(std::unique_ptr<Job> job, uint64_t tick) {
 }
 
 bool Runner::step() {
-  llama_batch& batch = *batch_;
-  batch.n_tokens = 0;
+  Batch& batch = *batch_;
+  batch.clear();
   const auto add = [&](llama_token token, std::size_t pos, llama_seq_id seq, bool logits) {
-    const int i = batch.n_tokens++;
-    batch.token[i] = token;
-    batch.pos[i] = static_cast<llama_pos>(pos);
-    batch.n_seq_id[i] = 1;
-    batch.seq_id[i][0] = seq;
-    batch.logits[i] = logits;
-    return i;
+    return batch.add(token, static_cast<llama_pos>(pos), seq, logits);
   };
 
   // Sequences that are generating go first: one token each keeps their latency flat while
@@ -304,11 +291,12 @@ bool Runner::step() {
   std::vector<std::size_t>& fed = fed_;
   std::fill(fed.begin(), fed.end(), 0);
   int room = params_.batch;
-  for (std::size_t i = 0; i < slots_.size(); ++i) {
+  for (std::size_t i = 0; i < slots_.size() && room > 0; ++i) {
     Slot& s = slots_[i];
     if (!s.active || !s.active->decoding) continue;
     s.active->logits_index = add(s.active->next, s.memory.size(), s.seq, true);
     fed[i] = 1;
+    --room;
   }
   for (std::size_t i = 0; i < slots_.size() && room > 0; ++i) {
     Slot& s = slots_[i];
@@ -319,13 +307,13 @@ bool Runner::step() {
     std::size_t n = std::min(static_cast<std::size_t>(room), tokens.size() - pos);
     if (a.save_at > pos && a.save_at < pos + n) n = a.save_at - pos;  // stop where the state is saved
     for (std::size_t k = 0; k < n; ++k) add(tokens[pos + k], pos + k, s.seq, pos + k + 1 == tokens.size());
-    a.logits_index = pos + n == tokens.size() ? batch.n_tokens - 1 : -1;
+    a.logits_index = pos + n == tokens.size() ? batch.size() - 1 : -1;
     fed[i] = n;
     room -= static_cast<int>(n);
   }
-  if (batch.n_tokens == 0) return false;
+  if (batch.size() == 0) return false;
 
-  const int32_t rc = llama_decode(ctx_.get(), batch);
+  const int32_t rc = llama_decode(ctx_.get(), batch.get());
   if (rc != 0) {
     const auto error = std::make_exception_ptr(
         Error("llama_decode failed with code " + std::to_string(rc) + " for model '" + model_->spec().name + "'"));

@@ -10,6 +10,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -95,7 +96,7 @@ class Runner {
   bool partial_removal_ = true;  // false for recurrent/hybrid memory: no rollback of conv state
   PrefixCache cache_;
   std::vector<Slot> slots_;
-  std::unique_ptr<llama_batch, void (*)(llama_batch*)> batch_;
+  std::optional<Batch> batch_;
   std::vector<std::size_t> fed_;  // per slot: tokens it has in the current batch (scratch)
   std::string piece_;             // bytes of the last sampled token (scratch)
   std::vector<int32_t> order_;    // vocabulary indices for top-N log-probabilities (scratch)

@@ -198,7 +198,11 @@ TEST(Stories, BatchedRequestsGiveTheSameTextAsOneAtATime) {
   std::vector<std::string> expected;
   for (const auto& p : prompts) expected.push_back(single.generate("stories", greedy(p, 40)).text);
 
-  Engine batched(one_model("stories", path, 4));  // six requests, four sequences: two wait their turn
+  // Six requests on four sequences (two wait their turn), and a batch of 8 tokens: prompts are
+  // prefilled in chunks between the decode steps of the others.
+  EngineParams params = one_model("stories", path, 4);
+  params.batch = 8;
+  Engine batched(params);
   std::vector<std::future<GenerateResult>> futures;
   for (const auto& p : prompts) futures.push_back(batched.submit("stories", greedy(p, 40)));
   for (std::size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(futures[i].get().text, expected[i]) << prompts[i];
