@@ -116,9 +116,11 @@ nlohmann::json bench_one(const std::string& path, const ModelsOptions& o, int th
   row["peak_rss_with_prefix_cache_bytes"] = rss_reset ? peak_rss_bytes() : 0;
 
   // Phase B: prefill and decode throughput, ours and the reference interleaved rep by rep so that
-  // drift of a noisy machine hits both alike.
+  // drift of a noisy machine hits both alike. The reference drives the same loaded weights through
+  // a context of its own: on this VM two copies of one model in memory differ by up to ~9 % in
+  // decode speed depending on where they sit, which would swamp a comparison of the loops.
   std::unique_ptr<RawLlama> reference;
-  if (!o.no_reference) reference = std::make_unique<RawLlama>(path, threads, mmap, 4096, 512);
+  if (!o.no_reference) reference = std::make_unique<RawLlama>(engine.native_model(name), threads, 4096, 512);
   std::vector<double> pp_ours, tg_ours, pp_ref, tg_ref;
   // Warm-up: this machine's first passes run ~20 % slow (clocks, caches); measure steady state.
   for (int i = 0; i < 2; ++i) {
@@ -218,7 +220,8 @@ std::string markdown(const nlohmann::json& report) {
   md << "\ntok/s: medians of " << report["reps"].get<int>()
      << " repetitions after 2 warm-ups. ratio = ours / reference, the median over repetitions of the ratio "
         "of a back-to-back pair (order alternating); reference = llama.cpp's C API driven directly the way "
-        "llama-bench does it (same file, threads, context and thread pool). Times: means. llama-bench: "
+        "llama-bench does it, on the same loaded weights (same threads, context and thread pool). Times: means. "
+        "llama-bench: "
         "llama.cpp's own binary from the same source, run afterwards in its own process. Peak RSS: the "
         "loaded model, a 4k-token context and the first requests, before the prefix test stores states.\n";
   return md.str();

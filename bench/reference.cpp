@@ -13,30 +13,25 @@
 namespace ruvllm::bench {
 
 struct RawLlama::State {
-  llama_model* model = nullptr;
+  llama_model* model = nullptr;  // not owned
   llama_context* ctx = nullptr;
   ggml_threadpool* pool = nullptr;
   int n_vocab = 0;
   ~State() {
     if (ctx) llama_free(ctx);
     if (pool) ggml_threadpool_free(pool);
-    if (model) llama_model_free(model);
   }
 };
 
-RawLlama::RawLlama(const std::string& path, int threads, bool use_mmap, int n_ctx, int n_batch)
-    : state_(std::make_unique<State>()) {
-  llama_model_params mp = llama_model_default_params();
-  mp.load_mode = use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
-  state_->model = llama_model_load_from_file(path.c_str(), mp);
-  if (!state_->model) throw std::runtime_error("reference: cannot load " + path);
+RawLlama::RawLlama(llama_model* model, int threads, int n_ctx, int n_batch) : state_(std::make_unique<State>()) {
+  state_->model = model;
   llama_context_params cp = llama_context_default_params();
   cp.n_ctx = static_cast<uint32_t>(n_ctx);
   cp.n_batch = cp.n_ubatch = static_cast<uint32_t>(n_batch);
   cp.n_threads = cp.n_threads_batch = threads;
   cp.no_perf = true;
   state_->ctx = llama_init_from_model(state_->model, cp);
-  if (!state_->ctx) throw std::runtime_error("reference: cannot create a context for " + path);
+  if (!state_->ctx) throw std::runtime_error("reference: cannot create a context");
   // The same persistent pool as the engine's (poll 0: idle workers sleep), so that neither side's
   // idle threads spin while the other is measured.
   ggml_threadpool_params tp = ggml_threadpool_params_default(threads);

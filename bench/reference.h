@@ -7,11 +7,15 @@
 #include <memory>
 #include <string>
 
+struct llama_model;
+
 namespace ruvllm::bench {
 
 class RawLlama {
  public:
-  RawLlama(const std::string& path, int threads, bool use_mmap, int n_ctx, int n_batch);
+  // A context of its own on `model` (not owned: the engine's loaded weights, so that the
+  // comparison is of the loops alone, not of where two copies of the weights happen to sit in memory).
+  RawLlama(llama_model* model, int threads, int n_ctx, int n_batch);
   ~RawLlama();
   RawLlama(const RawLlama&) = delete;
   RawLlama& operator=(const RawLlama&) = delete;

@@ -19,6 +19,8 @@
 #include <string_view>
 #include <vector>
 
+struct llama_model;  // llama.cpp's model handle (llama.h)
+
 namespace ruvllm::llm {
 
 class Error : public std::runtime_error {
@@ -150,6 +152,10 @@ class Engine {
   // Mean-pooled, L2-normalised embedding of `text` (any GGUF, LFM2 included).
   std::vector<float> embed(const std::string& model, std::string_view text);
   CacheStats cache_stats(const std::string& model);
+  // The loaded llama.cpp model (loads it if needed), for work with llama.cpp's own C API next to the
+  // engine: a context of one's own, LoRA adapters, a reference loop in a benchmark. The engine keeps
+  // ownership; the pointer is valid until unload() or the engine's end.
+  llama_model* native_model(const std::string& model);
 
  private:
   struct Impl;

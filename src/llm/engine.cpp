@@ -200,6 +200,8 @@ std::vector<float> Engine::embed(const std::string& model, std::string_view text
 
 CacheStats Engine::cache_stats(const std::string& model) { return impl_->get(model)->runner->cache_stats(); }
 
+llama_model* Engine::native_model(const std::string& model) { return impl_->get(model)->model->get(); }
+
 ModelInfo inspect_model(const std::string& path) {
   ModelInfo info = detail::read_gguf_info(path);
   llama_model_params params = llama_model_default_params();
