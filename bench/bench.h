@@ -8,4 +8,9 @@ namespace ruvllm::bench {
 
 void add_bench_commands(CLI::App& app);
 
+// One per benchmark file.
+void add_bench_models(CLI::App& bench);
+void add_bench_ann(CLI::App& bench);
+void add_bench_retrieval(CLI::App& bench);
+
 }  // namespace ruvllm::bench

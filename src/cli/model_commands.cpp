@@ -4,27 +4,11 @@
 #include <string>
 
 #include "commands.h"
+#include "progress.h"
 #include "ruvllm/llm.h"
 
 namespace ruvllm::cli {
 namespace {
-
-// A progress bar on stderr, redrawn when the whole percentage changes.
-class ProgressBar {
- public:
-  void operator()(double fraction) {
-    const int percent = static_cast<int>(fraction * 100.0);
-    if (percent == last_percent_) return;
-    last_percent_ = percent;
-    const int width = 40, filled = static_cast<int>(fraction * width);
-    std::fprintf(stderr, "\r  [%.*s%*s] %3d%%", filled, "########################################", width - filled, "",
-                 percent);
-    if (fraction >= 1.0) std::fputc('\n', stderr);
-  }
-
- private:
-  int last_percent_ = -1;
-};
 
 nlohmann::json to_json(const llm::ModelInfo& i) {
   return {{"path", i.path},

@@ -8,11 +8,11 @@
 #include <string_view>
 #include <vector>
 
+#include "common/utf8.h"
+
 namespace ruvllm::llm::detail {
 
-// Byte offset of the first invalid UTF-8 sequence in `text` (an incomplete sequence at the end
-// counts as invalid), or nullopt when the whole text is valid.
-std::optional<std::size_t> first_invalid_utf8(std::string_view text);
+using common::first_invalid_utf8;
 
 class TextAssembler {
  public:

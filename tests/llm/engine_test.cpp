@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "llm/fixtures.h"
+#include "fixtures.h"
 #include "llm/text.h"
 #include "ruvllm/llm.h"
 

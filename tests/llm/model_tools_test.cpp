@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "llm/fixtures.h"
+#include "fixtures.h"
 #include "ruvllm/llm.h"
 
 namespace ruvllm::llm {

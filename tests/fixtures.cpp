@@ -1,4 +1,4 @@
-#include "llm/fixtures.h"
+#include "fixtures.h"
 
 #include <filesystem>
 #include <fstream>
