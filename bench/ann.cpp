@@ -95,9 +95,6 @@ us::scalar_kind_t scalar_of(memory::Storage s) {
   return s == memory::Storage::f32 ? us::scalar_kind_t::f32_k
                                    : (s == memory::Storage::f16 ? us::scalar_kind_t::f16_k : us::scalar_kind_t::i8_k);
 }
-const char* name_of(memory::Storage s) {
-  return s == memory::Storage::f32 ? "f32" : (s == memory::Storage::f16 ? "f16" : "i8");
-}
 
 struct AnnOptions {
   std::string data = "../shared/data/ann/glove-100-angular";

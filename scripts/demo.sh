@@ -32,3 +32,10 @@ if [[ -f $stories ]]; then
 else
   echo "(../shared/data/models/stories260K.gguf is absent: skipping the real tiny model)"
 fi
+
+# Memory: this repository's own documentation as a small real corpus (no ../shared needed).
+memdb=build/demo-memory.sqlite
+echo
+echo "== Memory: ingest this repository's docs, then hybrid search (GloVe-6B SIF + BM25):"
+$ruvllm ingest --db $memdb README.md docs/*.md 2>/dev/null
+$ruvllm memory search --db $memdb "why does the engine read the model instead of mapping it" -k 3

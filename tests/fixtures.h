@@ -17,6 +17,13 @@ const std::string& tiny_lfm2();
 std::string write_file(const std::string& name, const std::string& bytes);
 std::string read_file(const std::string& path);
 
+// Runs the `ruvllm` program with `args` (a shell word list); stdout and stderr together.
+struct CommandResult {
+  int status;
+  std::string out;
+};
+CommandResult run(const std::string& args);
+
 }  // namespace ruvllm::test
 
 // Binds `var` to a ../shared/data file, or skips the test with a clear message when it is absent.

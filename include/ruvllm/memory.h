@@ -60,7 +60,9 @@ enum class Storage { f32, f16, i8 };  // how the index stores vectors (the store
 
 struct IndexParams {  // HNSW; defaults for 100K–1M nodes (see docs/memory.md for the size table)
   Metric metric = Metric::cosine;
-  Storage storage = Storage::f32;
+  // f16: on GloVe-100 the same recall as f32 (0.953 vs 0.956 at efSearch 64), 30 % faster, 28 %
+  // smaller (README, `ruvllm bench ann`). The store keeps every vector in f32 regardless.
+  Storage storage = Storage::f16;
   std::size_t connectivity = 32;      // M
   std::size_t expansion_add = 200;    // efConstruction
   std::size_t expansion_search = 64;  // efSearch

@@ -16,7 +16,7 @@ namespace {
 struct StoreOptions {
   std::string db = "ruvllm-memory.sqlite";
   std::string words;  // word-vector table; "" = the default GloVe table
-  std::string storage = "f32";
+  std::string storage = "f16";
 };
 
 void add_store_options(CLI::App* cmd, StoreOptions& o) {

@@ -84,18 +84,25 @@ AnnIndex& AnnIndex::operator=(AnnIndex&&) noexcept = default;
 
 void AnnIndex::add(uint64_t key, std::span<const float> vector) {
   if (vector.size() != dimension_) throw Error("index: vector dimension mismatch");
-  {
+  Index& index = state_->index;
+  while (true) {
+    {
+      // The common case under the shared lock, so that adds from several threads run in parallel.
+      std::shared_lock lock(state_->mutex);
+      if (!index.contains(key) && index.size() + thread_slots() <= index.capacity()) {
+        auto result = index.add(key, vector.data());
+        if (!result) throw Error(std::string("index: add failed: ") + result.error.release());
+        return;
+      }
+    }
+    // Replacing a key or growing the index needs it exclusively; then try again.
     std::unique_lock lock(state_->mutex);
-    Index& index = state_->index;
     if (index.contains(key)) index.remove(key);
-    if (index.size() + 1 > index.capacity()) {
+    if (index.size() + thread_slots() > index.capacity()) {  // room for every concurrent adder
       const std::size_t grown = std::max<std::size_t>(1024, index.capacity() + index.capacity() / 2);
       if (!index.try_reserve(us::index_limits_t(grown, thread_slots()))) throw Error("index: out of memory");
     }
   }
-  std::shared_lock lock(state_->mutex);
-  auto result = state_->index.add(key, vector.data());
-  if (!result) throw Error(std::string("index: add failed: ") + result.error.release());
 }
 
 void AnnIndex::reserve(std::size_t capacity) {

@@ -161,19 +161,8 @@ tier = 3
 }
 
 // The program itself: exit codes and messages a user sees.
-struct CommandResult {
-  int status;
-  std::string out;
-};
-CommandResult run(const std::string& args) {
-  const std::string cmd = std::string(RUVLLM_BINARY) + " " + args + " 2>&1";
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, pipe.get())) out.append(buf, n);
-  const int status = pclose(pipe.release());
-  return {WEXITSTATUS(status), out};
-}
+using test::CommandResult;
+using test::run;
 
 TEST(Cli, ModelInfoJsonAndErrors) {
   const CommandResult info = run("model info --json " + tiny_lfm2());
