@@ -76,6 +76,21 @@ std::vector<std::string> add_vectors(Memory& m, const std::vector<std::vector<fl
   return m.add_batch(std::move(nodes));
 }
 
+// A fresh memory with the GloVe embedder, or null when set-up has not converted the table.
+std::unique_ptr<Memory> glove_memory(const std::string& name) {
+  std::shared_ptr<embed::Embedder> glove;
+  try {
+    glove = embed::open_word_vectors();
+  } catch (const embed::Error&) {
+    return nullptr;
+  }
+  MemoryParams p;
+  p.path = fresh_db(name);
+  p.embedder = glove;
+  p.durable = false;
+  return std::make_unique<Memory>(p);
+}
+
 TEST(Memory, DenseRecallAgainstBruteForce) {
   const auto vs = clustered(4000, 48, 1);
   Memory m(vector_params(fresh_db("recall"), 48));
@@ -279,17 +294,9 @@ TEST(Memory, ValidityAndSupersede) {
 }
 
 TEST(Memory, HybridFusionIsReciprocalRankFusionOfBothLists) {
-  std::shared_ptr<embed::Embedder> glove;
-  try {
-    glove = embed::open_word_vectors();
-  } catch (const embed::Error& e) {
-    GTEST_SKIP() << "skipped: " << e.what();
-  }
-  MemoryParams p;
-  p.path = fresh_db("hybrid");
-  p.embedder = glove;
-  p.durable = false;
-  Memory m(p);
+  std::unique_ptr<Memory> memory = glove_memory("hybrid");
+  if (!memory) GTEST_SKIP() << "skipped: no word-vector table (scripts/setup.sh converts it)";
+  Memory& m = *memory;
   const std::vector<std::string> texts = {"The Eiffel Tower is a wrought-iron lattice tower in Paris.",
                                           "Paris is the capital and most populous city of France.",
                                           "The Louvre is the world's most-visited art museum, in Paris.",
@@ -476,17 +483,9 @@ const std::string kBabbage =
     "Analytical Engine, whose plans were never completed in his lifetime.";
 
 TEST(Ingest, IdempotentWithChunksAndMentionEdges) {
-  std::shared_ptr<embed::Embedder> glove;
-  try {
-    glove = embed::open_word_vectors();
-  } catch (const embed::Error& e) {
-    GTEST_SKIP() << "skipped: " << e.what();
-  }
-  MemoryParams p;
-  p.path = fresh_db("ingest");
-  p.embedder = glove;
-  p.durable = false;
-  Memory m(p);
+  std::unique_ptr<Memory> memory = glove_memory("ingest");
+  if (!memory) GTEST_SKIP() << "skipped: no word-vector table (scripts/setup.sh converts it)";
+  Memory& m = *memory;
   const std::string jsonl = test::write_file(
       "corpus.jsonl",
       R"({"id": "a", "title": "Ada Lovelace", "text": "Ada Lovelace wrote about the Analytical Engine."})"
