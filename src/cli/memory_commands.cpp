@@ -1,4 +1,5 @@
 // `ruvllm ingest` and `ruvllm memory ...`: the memory store from the command line.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -70,10 +71,12 @@ nlohmann::json to_json(const memory::Edge& e) {
 }
 
 std::string snippet(const std::string& text, std::size_t max_bytes = 100) {
-  if (text.size() <= max_bytes) return text;
+  std::string flat = text;  // one line per hit
+  std::replace(flat.begin(), flat.end(), '\n', ' ');
+  if (flat.size() <= max_bytes) return flat;
   std::size_t cut = max_bytes;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // whole characters only
-  return text.substr(0, cut) + "…";
+  while (cut > 0 && (static_cast<unsigned char>(flat[cut]) & 0xC0) == 0x80) --cut;  // whole characters only
+  return flat.substr(0, cut) + "…";
 }
 
 }  // namespace
