@@ -140,11 +140,16 @@ void AnnIndex::search(std::span<const float> query, std::size_t k, std::size_t e
   if (query.size() != dimension_) throw Error("index: query dimension mismatch");
   if (k == 0) return;
   Index& index = state_->index;
-  if (expansion_search && expansion_search != index.expansion_search()) {
-    std::unique_lock lock(state_->mutex);
-    index.change_expansion_search(expansion_search);
-  }
   std::shared_lock lock(state_->mutex);
+  if (expansion_search && expansion_search != index.expansion_search()) {
+    // efSearch lives in the index's config: change it exclusively, then search shared again.
+    lock.unlock();
+    {
+      std::unique_lock exclusive(state_->mutex);
+      index.change_expansion_search(expansion_search);
+    }
+    lock.lock();
+  }
   auto result = filter ? index.filtered_search(query.data(), k,
                                                [filter](const auto& member_key) {
                                                  const uint64_t key = member_key;

@@ -137,6 +137,8 @@ struct Memory::Impl {
   uint64_t seq = 0;  // last change numbered (under write_mutex)
   std::atomic<std::size_t> unsaved{0};
   std::mutex save_mutex;
+  // Held shared by every change from before its commit until the index has it (see save_index).
+  std::shared_mutex in_flight;
 
   mutable std::shared_mutex meta_mutex;  // guards the three below
   std::vector<KeyMeta> key_meta;         // by key
@@ -334,7 +336,10 @@ struct Memory::Impl {
     std::lock_guard save_lock(save_mutex);
     uint64_t at;
     {
-      // Changes committed after this point are replayed on open, whether or not the save sees them.
+      // Waits for changes committed but not yet in the index, so that `at` never claims a change
+      // the index lacks. Changes committed after this point are replayed on open, whether or not
+      // the save sees them.
+      std::unique_lock flight(in_flight);
       std::lock_guard lock(write_mutex);
       at = seq;
       unsaved = 0;
@@ -482,7 +487,37 @@ struct Memory::Impl {
 
   void commit_seq(Db& db) { set_meta(db, "seq", std::to_string(seq)); }
 
-  void apply(const Pending& pending) {
+  // Runs `write(db, pending)` in one transaction under the writer lock (it returns false when there
+  // is nothing to do), then brings key_meta and the index up to the commit: `after_commit()` first,
+  // for what apply() does not know about. Returns whether anything was written.
+  template <typename Write, typename AfterCommit>
+  bool change(Write&& write, AfterCommit&& after_commit) {
+    std::size_t changed = 0;
+    {
+      std::shared_lock flight(in_flight);
+      Pending pending;
+      {
+        std::lock_guard lock(write_mutex);
+        const uint64_t seq_before = seq;
+        try {
+          Transaction tx(*writer);
+          if (!write(*writer, pending)) return false;
+          commit_seq(*writer);
+          tx.commit();
+        } catch (...) {
+          seq = seq_before;
+          throw;
+        }
+      }
+      after_commit();
+      changed = apply(pending);
+    }
+    note_changes(changed);
+    return true;
+  }
+
+  // Brings key_meta and the index up to a committed change; returns how many changes it was.
+  std::size_t apply(const Pending& pending) {
     {
       std::unique_lock lock(meta_mutex);
       for (const auto& [key, node] : pending.added) set_key_meta(key, *node);
@@ -494,7 +529,7 @@ struct Memory::Impl {
       if (!node->vector.empty()) ann->add(key, node->vector);
     }
     for (uint64_t key : pending.removed) ann->remove(key);
-    note_changes(pending.added.size() + pending.removed.size());
+    return pending.added.size() + pending.removed.size();
   }
 
   std::optional<uint64_t> key_of(Db& db, std::string_view id) const {
@@ -702,22 +737,13 @@ std::vector<std::string> Memory::add_batch(std::vector<Node> nodes, std::vector<
       throw Error(nodes.size() > 1 ? "node " + std::to_string(i) + ": " + e.what() : e.what());
     }
   }
-  Impl::Pending pending;
-  {
-    std::lock_guard lock(impl_->write_mutex);
-    const uint64_t seq_before = impl_->seq;
-    try {
-      Transaction tx(*impl_->writer);
-      for (Node& n : nodes) impl_->insert_node(*impl_->writer, n, pending);
-      for (Edge& e : edges) impl_->upsert_edge(*impl_->writer, e);
-      impl_->commit_seq(*impl_->writer);
-      tx.commit();
-    } catch (...) {
-      impl_->seq = seq_before;
-      throw;
-    }
-  }
-  impl_->apply(pending);
+  impl_->change(
+      [&](Db& db, Impl::Pending& pending) {
+        for (Node& n : nodes) impl_->insert_node(db, n, pending);
+        for (Edge& e : edges) impl_->upsert_edge(db, e);
+        return true;
+      },
+      [] {});
   std::vector<std::string> ids;
   for (const Node& n : nodes) ids.push_back(n.id);
   return ids;
@@ -738,70 +764,49 @@ std::optional<Node> Memory::get(std::string_view id, bool with_vector) const {
 }
 
 bool Memory::remove(std::string_view id) {
-  Impl::Pending pending;
-  {
-    std::lock_guard lock(impl_->write_mutex);
-    Db& db = *impl_->writer;
-    const auto key = impl_->key_of(db, id);
-    if (!key) return false;
-    const uint64_t seq_before = impl_->seq;
-    try {
-      Transaction tx(db);
-      Statement(db, "DELETE FROM minhash WHERE key = ?").bind(1, static_cast<int64_t>(*key)).run();
-      Statement(db, "DELETE FROM nodes WHERE key = ?").bind(1, static_cast<int64_t>(*key)).run();
-      Statement(db, "INSERT OR REPLACE INTO removed(key, seq) VALUES (?, ?)")
-          .bind(1, static_cast<int64_t>(*key))
-          .bind(2, static_cast<int64_t>(++impl_->seq))
-          .run();
-      impl_->commit_seq(db);
-      tx.commit();
-    } catch (...) {
-      impl_->seq = seq_before;
-      throw;
-    }
-    pending.removed.push_back(*key);
-  }
-  impl_->apply(pending);
-  return true;
+  return impl_->change(
+      [&](Db& db, Impl::Pending& pending) {
+        const auto key = impl_->key_of(db, id);
+        if (!key) return false;
+        const auto k = static_cast<int64_t>(*key);
+        Statement(db, "DELETE FROM minhash WHERE key = ?").bind(1, k).run();
+        Statement(db, "DELETE FROM nodes WHERE key = ?").bind(1, k).run();
+        Statement(db, "INSERT OR REPLACE INTO removed(key, seq) VALUES (?, ?)")
+            .bind(1, k)
+            .bind(2, static_cast<int64_t>(++impl_->seq))
+            .run();
+        pending.removed.push_back(*key);
+        return true;
+      },
+      [] {});
 }
 
 std::string Memory::supersede(std::string_view id, Node replacement, int64_t valid_to_ms) {
   impl_->prepare(replacement);
   if (valid_to_ms == 0) valid_to_ms = now_ms();
-  Impl::Pending pending;
   uint64_t old_key = 0;
-  {
-    std::lock_guard lock(impl_->write_mutex);
-    Db& db = *impl_->writer;
-    const auto key = impl_->key_of(db, id);
-    if (!key) throw Error("supersede: unknown node " + std::string(id));
-    old_key = *key;
-    const uint64_t seq_before = impl_->seq;
-    try {
-      Transaction tx(db);
-      Statement(db, "UPDATE nodes SET valid_to = ? WHERE key = ?")
-          .bind(1, valid_to_ms)
-          .bind(2, static_cast<int64_t>(old_key))
-          .run();
-      if (!replacement.valid_from) replacement.valid_from = valid_to_ms;
-      const uint64_t new_key = impl_->insert_node(db, replacement, pending);
-      Statement e(db,
-                  "INSERT INTO edges(id, src, dst, rel, weight, timestamp_ms, created_by, confidence) "
-                  "VALUES (?, ?, ?, 'supersedes', 1, ?, 'user', 1)");
-      e.bind(1, impl_->new_uuid()).bind(2, static_cast<int64_t>(new_key)).bind(3, static_cast<int64_t>(old_key));
-      e.bind(4, now_ms()).run();
-      impl_->commit_seq(db);
-      tx.commit();
-    } catch (...) {
-      impl_->seq = seq_before;
-      throw;
-    }
-  }
-  {
-    std::unique_lock lock(impl_->meta_mutex);
-    if (old_key < impl_->key_meta.size()) impl_->key_meta[old_key].valid_to = valid_to_ms;
-  }
-  impl_->apply(pending);
+  impl_->change(
+      [&](Db& db, Impl::Pending& pending) {
+        const auto key = impl_->key_of(db, id);
+        if (!key) throw Error("supersede: unknown node " + std::string(id));
+        old_key = *key;
+        Statement(db, "UPDATE nodes SET valid_to = ? WHERE key = ?")
+            .bind(1, valid_to_ms)
+            .bind(2, static_cast<int64_t>(old_key))
+            .run();
+        if (!replacement.valid_from) replacement.valid_from = valid_to_ms;
+        const uint64_t new_key = impl_->insert_node(db, replacement, pending);
+        Statement e(db,
+                    "INSERT INTO edges(id, src, dst, rel, weight, timestamp_ms, created_by, confidence) "
+                    "VALUES (?, ?, ?, 'supersedes', 1, ?, 'user', 1)");
+        e.bind(1, impl_->new_uuid()).bind(2, static_cast<int64_t>(new_key)).bind(3, static_cast<int64_t>(old_key));
+        e.bind(4, now_ms()).run();
+        return true;
+      },
+      [&] {
+        std::unique_lock lock(impl_->meta_mutex);
+        if (old_key < impl_->key_meta.size()) impl_->key_meta[old_key].valid_to = valid_to_ms;
+      });
   return replacement.id;
 }
 
