@@ -28,6 +28,15 @@ bool is_word_char(std::string_view ch) {
            (cp >= 0x3000 && cp <= 0x303F) || cp == 0xFEFF || cp == 0xFFFD);
 }
 
+// Whether `rest` (valid UTF-8, not empty) starts with a word character.
+bool starts_word(std::string_view rest) {
+  const auto c = static_cast<unsigned char>(rest[0]);
+  if (c < 0x80) return is_ascii_alnum(c);
+  std::size_t length = 1;
+  common::classify_utf8(rest, length);
+  return is_word_char(rest.substr(0, length));
+}
+
 // Appends the lower-cased bytes of one character. ASCII and Latin-1 capitals (U+00C0–U+00DE, not
 // U+00D7) are folded: GloVe-6B is lower-cased, and those cover the accented letters it knows.
 void append_lower(std::string& out, std::string_view ch) {
@@ -62,9 +71,7 @@ std::vector<std::string> word_tokens(std::string_view text) {
     if (c >= 0x80) common::classify_utf8(text.substr(i), length);
     if (is_ascii_alnum(c) || (c >= 0x80 && is_word_char(text.substr(i, length)))) {
       append_lower(word, text.substr(i, length));
-    } else if ((c == '-' || c == '\'') && !word.empty() && i + 1 < text.size() &&
-               (is_ascii_alnum(static_cast<unsigned char>(text[i + 1])) ||
-                static_cast<unsigned char>(text[i + 1]) >= 0x80)) {
+    } else if ((c == '-' || c == '\'') && !word.empty() && i + 1 < text.size() && starts_word(text.substr(i + 1))) {
       word.push_back(static_cast<char>(c));  // inner hyphen or apostrophe: part of the word
     } else {
       flush();

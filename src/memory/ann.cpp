@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <semaphore>
 #include <thread>
 #include <usearch/index_dense.hpp>
 
@@ -56,15 +59,32 @@ us::scalar_kind_t scalar_kind(Storage s) {
 }
 
 // Threads that may add or search at once: USearch keeps a context per thread slot.
-std::size_t thread_slots() { return std::max<std::size_t>(8, 2 * std::thread::hardware_concurrency()); }
+std::size_t thread_slots() { return std::clamp<std::size_t>(2 * std::thread::hardware_concurrency(), 8, 1024); }
 
 }  // namespace
 
 struct AnnIndex::State {
   Index index;
-  // Shared: add, search (USearch locks per node). Exclusive: growth, remove, efSearch changes.
+  // Shared: add, search (USearch locks per node). Exclusive: growth, remove, efSearch changes, save
+  // (USearch's stream follows nodes that a concurrent add may have reserved but not yet filled).
   mutable std::shared_mutex mutex;
+  // USearch has a fixed number of per-thread contexts and fails an operation that finds none free:
+  // callers beyond that many wait here instead.
+  mutable std::counting_semaphore<1024> slots{static_cast<std::ptrdiff_t>(thread_slots())};
 };
+
+namespace {
+class Slot {  // one of State::slots, for the duration of one add or search
+ public:
+  explicit Slot(std::counting_semaphore<1024>& s) : s_(s) { s_.acquire(); }
+  ~Slot() { s_.release(); }
+  Slot(const Slot&) = delete;
+  Slot& operator=(const Slot&) = delete;
+
+ private:
+  std::counting_semaphore<1024>& s_;
+};
+}  // namespace
 
 AnnIndex::AnnIndex(std::size_t dimension, const IndexParams& params)
     : state_(std::make_unique<State>()), dimension_(dimension), params_(params) {
@@ -85,6 +105,7 @@ AnnIndex& AnnIndex::operator=(AnnIndex&&) noexcept = default;
 void AnnIndex::add(uint64_t key, std::span<const float> vector) {
   if (vector.size() != dimension_) throw Error("index: vector dimension mismatch");
   Index& index = state_->index;
+  const Slot slot(state_->slots);
   while (true) {
     {
       // The common case under the shared lock, so that adds from several threads run in parallel.
@@ -140,13 +161,16 @@ void AnnIndex::search(std::span<const float> query, std::size_t k, std::size_t e
   if (query.size() != dimension_) throw Error("index: query dimension mismatch");
   if (k == 0) return;
   Index& index = state_->index;
+  const std::size_t ef = expansion_search ? expansion_search : params_.expansion_search;
+  const Slot slot(state_->slots);
   std::shared_lock lock(state_->mutex);
-  if (expansion_search && expansion_search != index.expansion_search()) {
-    // efSearch lives in the index's config: change it exclusively, then search shared again.
+  while (index.expansion_search() != ef) {
+    // efSearch lives in the index's config: change it exclusively, then check again under the
+    // shared lock (another query may have set its own in between).
     lock.unlock();
     {
       std::unique_lock exclusive(state_->mutex);
-      index.change_expansion_search(expansion_search);
+      index.change_expansion_search(ef);
     }
     lock.lock();
   }
@@ -167,6 +191,7 @@ void AnnIndex::search(std::span<const float> query, std::size_t k, std::size_t e
 void AnnIndex::search_exact(std::span<const float> query, std::size_t k, std::vector<AnnMatch>& out) const {
   out.clear();
   if (query.size() != dimension_) throw Error("index: query dimension mismatch");
+  const Slot slot(state_->slots);
   std::shared_lock lock(state_->mutex);
   auto result = state_->index.search(query.data(), k, Index::any_thread(), /*exact=*/true);
   if (!result) throw Error(std::string("index: search failed: ") + result.error.release());
@@ -178,7 +203,7 @@ void AnnIndex::search_exact(std::span<const float> query, std::size_t k, std::ve
 }
 
 void AnnIndex::save(const std::string& path, uint64_t seq) const {
-  std::shared_lock lock(state_->mutex);  // adds may run; USearch's stream is consistent per node
+  std::unique_lock lock(state_->mutex);  // see State::mutex
   const Index& index = state_->index;
   const std::string tmp = path + ".partial." + std::to_string(::getpid());
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
@@ -237,8 +262,10 @@ std::optional<AnnIndex> AnnIndex::load(const std::string& path, std::size_t dime
     return std::nullopt;
   }
   // Verified before USearch parses it: its loader trusts the sizes it reads.
-  if (header.payload_bytes > (uint64_t{1} << 40)) {
-    why = "corrupt index: absurd size";
+  std::error_code ec;
+  const auto file_bytes = std::filesystem::file_size(path, ec);
+  if (ec || header.payload_bytes != file_bytes - sizeof header) {
+    why = "corrupt index: its header and its size disagree";
     return std::nullopt;
   }
   std::vector<unsigned char> payload(header.payload_bytes);

@@ -4,6 +4,7 @@
 // document's nodes and structural edges land in one transaction, and a note marks a document done
 // only after its similarity and mention edges exist. A rerun skips done documents and finishes the
 // edges of a document that was interrupted between the two steps.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <optional>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/utf8.h"
 #include "ruvllm/memory.h"
@@ -274,6 +276,8 @@ IngestReport ingest(Memory& memory, const std::vector<std::string>& paths, const
     }
     std::vector<Edge> edges;
     const std::size_t first = p.nodes.size() > 1 ? 1 : 0;  // the retrievable units
+    std::unordered_set<std::string_view> own_ids;
+    for (const Node& o : p.nodes) own_ids.insert(o.id);
     for (std::size_t i = first; i < p.nodes.size(); ++i) {
       const Node& n = p.nodes[i];
       auto stored = n.vector.empty() ? memory.get(n.id, true) : std::nullopt;
@@ -282,13 +286,12 @@ IngestReport ingest(Memory& memory, const std::vector<std::string>& paths, const
         SearchQuery q;
         q.vector = v;
         q.mode = SearchMode::dense;
-        q.k = params.same_topic_k + p.nodes.size();
+        // The document's own chunks come back first; a huge document cannot ask for an unbounded k.
+        q.k = std::min<std::size_t>(params.same_topic_k + p.nodes.size(), 10000);
         std::size_t linked = 0;
         for (const Hit& h : memory.search(q).hits) {
           if (linked >= params.same_topic_k || h.similarity < params.same_topic_threshold) break;
-          bool own = false;
-          for (const Node& o : p.nodes) own = own || o.id == h.id;
-          if (own) continue;
+          if (own_ids.contains(h.id)) continue;
           edges.push_back(Edge{"", n.id, h.id, "same_topic", static_cast<float>(h.similarity), 0, "ingest", 1.0f});
           ++linked;
         }

@@ -58,6 +58,7 @@ CREATE TABLE edges(
 CREATE INDEX edges_dst ON edges(dst, rel);
 CREATE TABLE minhash(band INTEGER NOT NULL, hash INTEGER NOT NULL, key INTEGER NOT NULL,
                      PRIMARY KEY(band, hash, key)) WITHOUT ROWID;
+CREATE INDEX minhash_key ON minhash(key);
 CREATE TABLE notes(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE VIRTUAL TABLE fts USING fts5(title, text, content='nodes', content_rowid='key',
                                     tokenize='porter unicode61 remove_diacritics 2');
@@ -139,6 +140,7 @@ struct Memory::Impl {
   std::mutex save_mutex;
   // Held shared by every change from before its commit until the index has it (see save_index).
   std::shared_mutex in_flight;
+  std::atomic<bool> index_stale{false};
 
   mutable std::shared_mutex meta_mutex;  // guards the three below
   std::vector<KeyMeta> key_meta;         // by key
@@ -245,6 +247,10 @@ struct Memory::Impl {
                     params.embedder->name() + " (their vectors are not comparable)");
       }
       space = stored_space.value_or("");
+      if (space.empty() && params.embedder) {  // a vector-only memory adopts the first embedder
+        space = params.embedder->name();
+        set_meta(db, "embedder", space);
+      }
     } else {
       if (!wanted) throw Error("memory: a new memory needs an embedder or a dimension");
       dimension = wanted;
@@ -336,19 +342,29 @@ struct Memory::Impl {
     std::lock_guard save_lock(save_mutex);
     uint64_t at;
     {
-      // Waits for changes committed but not yet in the index, so that `at` never claims a change
-      // the index lacks. Changes committed after this point are replayed on open, whether or not
-      // the save sees them.
-      std::unique_lock flight(in_flight);
+      // write_mutex first stops new changes (see change()); the exclusive in_flight then waits for
+      // committed ones to reach the index, so that `at` never claims a change the index lacks.
+      // Changes committed after this point are replayed on open, whether or not the save sees them.
       std::lock_guard lock(write_mutex);
+      std::unique_lock flight(in_flight);
       at = seq;
       unsaved = 0;
+    }
+    if (index_stale) {  // an index update failed after its commit: let the next open rebuild
+      std::remove(index_path.c_str());
+      return;
     }
     ann->save(index_path, at);
   }
 
   void note_changes(std::size_t n) {
-    if (params.autosave_every && (unsaved += n) >= params.autosave_every) save_index();
+    if (!params.autosave_every || (unsaved += n) < params.autosave_every) return;
+    try {
+      save_index();
+    } catch (const std::exception& e) {  // the change itself is committed: report, retry later
+      unsaved += n;
+      warn(std::string("could not save the vector index (it is caught up on open): ") + e.what());
+    }
   }
 
   // ---- validation ---------------------------------------------------------------------------
@@ -494,23 +510,30 @@ struct Memory::Impl {
   bool change(Write&& write, AfterCommit&& after_commit) {
     std::size_t changed = 0;
     {
+      // write_mutex before in_flight, as in save_index(): a waiting save then holds off new changes
+      // instead of being starved by them. in_flight stays held until the index has this change.
+      std::unique_lock lock(write_mutex);
       std::shared_lock flight(in_flight);
       Pending pending;
-      {
-        std::lock_guard lock(write_mutex);
-        const uint64_t seq_before = seq;
-        try {
-          Transaction tx(*writer);
-          if (!write(*writer, pending)) return false;
-          commit_seq(*writer);
-          tx.commit();
-        } catch (...) {
-          seq = seq_before;
-          throw;
-        }
+      const uint64_t seq_before = seq;
+      try {
+        Transaction tx(*writer);
+        if (!write(*writer, pending)) return false;
+        commit_seq(*writer);
+        tx.commit();
+      } catch (...) {
+        seq = seq_before;
+        throw;
       }
+      lock.unlock();
       after_commit();
-      changed = apply(pending);
+      try {
+        changed = apply(pending);
+      } catch (const std::exception& e) {
+        // Committed, so it must not look failed to the caller; the index is rebuilt on next open.
+        index_stale = true;
+        warn(std::string("vector index update failed after commit, rebuilt on next open: ") + e.what());
+      }
     }
     note_changes(changed);
     return true;
@@ -790,11 +813,17 @@ std::string Memory::supersede(std::string_view id, Node replacement, int64_t val
         const auto key = impl_->key_of(db, id);
         if (!key) throw Error("supersede: unknown node " + std::string(id));
         old_key = *key;
+        Statement from(db, "SELECT valid_from FROM nodes WHERE key = ?");
+        from.bind(1, static_cast<int64_t>(old_key));
+        if (from.step() && !from.is_null(0) && from.integer(0) > valid_to_ms)
+          throw Error("supersede: valid_to is before the superseded node's valid_from");
+        if (!replacement.valid_from) replacement.valid_from = valid_to_ms;
+        if (replacement.valid_to && *replacement.valid_to < *replacement.valid_from)
+          throw Error("supersede: the replacement's valid_to is before its valid_from");
         Statement(db, "UPDATE nodes SET valid_to = ? WHERE key = ?")
             .bind(1, valid_to_ms)
             .bind(2, static_cast<int64_t>(old_key))
             .run();
-        if (!replacement.valid_from) replacement.valid_from = valid_to_ms;
         const uint64_t new_key = impl_->insert_node(db, replacement, pending);
         Statement e(db,
                     "INSERT INTO edges(id, src, dst, rel, weight, timestamp_ms, created_by, confidence) "
