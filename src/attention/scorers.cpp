@@ -1,4 +1,4 @@
-// The flat baseline and Personalized PageRank. (Graph attention joins them in this file's sibling.)
+// The flat baseline and Personalized PageRank. (Graph attention is in gat.cpp.)
 #include <algorithm>
 #include <cmath>
 
@@ -52,8 +52,8 @@ class RetrievalOrder final : public Scorer {
     for (std::size_t i = 0; i < in.nodes.size(); ++i) {
       const GraphNode& n = in.nodes[i];
       // Seeds by rank; neighbours after every seed, nearer hops first, then in input order.
-      s.score[i] = n.retrieval_rank >= 0 ? 1.0 / (1.0 + n.retrieval_rank)
-                                         : 1e-3 / (1.0 + n.depth) / (1.0 + 1e-6 * static_cast<double>(i));
+      s.score[i] = n.seed ? 1.0 / (1.0 + std::max(0, n.retrieval_rank))
+                          : 1e-3 / (1.0 + n.depth) / (1.0 + 1e-6 * static_cast<double>(i));
     }
     summarise(in, s);
     return s;
@@ -76,12 +76,12 @@ class PersonalizedPageRank final : public Scorer {
     std::vector<double> restart(n, 0.0);
     double mass = 0;
     for (std::size_t i = 0; i < n; ++i) {
-      if (in.nodes[i].retrieval_rank < 0) continue;
+      if (!in.nodes[i].seed) continue;
       restart[i] = p_.seed_by_score ? std::max(0.0, in.nodes[i].retrieval_score) : 1.0;
       mass += restart[i];
     }
     if (!(mass > 0)) {  // seeds without usable scores: uniform over the seeds
-      for (std::size_t i = 0; i < n; ++i) restart[i] = in.nodes[i].retrieval_rank >= 0 ? 1.0 : 0.0;
+      for (std::size_t i = 0; i < n; ++i) restart[i] = in.nodes[i].seed ? 1.0 : 0.0;
       mass = 0;
       for (double r : restart) mass += r;
     }

@@ -5,8 +5,9 @@
 
 namespace ruvllm::cli {
 
-void add_model_commands(CLI::App& app);    // model synth | quantize | info
-void add_generate_command(CLI::App& app);  // generate: one prompt through the engine
-void add_memory_commands(CLI::App& app);   // ingest; memory stats | search | get | add | link | delete | vacuum
+void add_model_commands(CLI::App& app);      // model synth | quantize | info
+void add_generate_command(CLI::App& app);    // generate: one prompt through the engine
+void add_memory_commands(CLI::App& app);     // ingest; memory stats | search | get | add | link | delete | vacuum
+void add_attention_commands(CLI::App& app);  // attention train
 
 }  // namespace ruvllm::cli

@@ -10,15 +10,9 @@
 #include "progress.h"
 #include "ruvllm/embed.h"
 #include "ruvllm/memory.h"
+#include "store.h"
 
 namespace ruvllm::cli {
-namespace {
-
-struct StoreOptions {
-  std::string db = "ruvllm-memory.sqlite";
-  std::string words;  // word-vector table; "" = the default GloVe table
-  std::string storage = "f16";
-};
 
 void add_store_options(CLI::App* cmd, StoreOptions& o) {
   cmd->add_option("--db", o.db, "Memory database (SQLite; the index lives beside it)")->capture_default_str();
@@ -39,6 +33,8 @@ std::unique_ptr<memory::Memory> open_memory(const StoreOptions& o) {
   }
   return std::make_unique<memory::Memory>(std::move(p));
 }
+
+namespace {
 
 nlohmann::json to_json(const memory::Node& n) {
   nlohmann::json j = {{"id", n.id},

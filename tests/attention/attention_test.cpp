@@ -15,6 +15,7 @@ GraphInput random_graph(std::size_t n, std::size_t m, std::size_t seeds, uint64_
   GraphInput g;
   g.nodes.resize(n);
   for (std::size_t i = 0; i < seeds; ++i) {
+    g.nodes[i].seed = true;
     g.nodes[i].retrieval_rank = static_cast<int>(i);
     g.nodes[i].retrieval_score = 1.0 / (1.0 + static_cast<double>(i));
   }
@@ -39,7 +40,7 @@ std::vector<double> pagerank_closed_form(const GraphInput& g, double d) {
   double mass = 0;
   for (std::size_t i = 0; i < n; ++i) {
     for (std::size_t j = 0; j < n; ++j) col[j] += w[i][j];
-    if (g.nodes[i].retrieval_rank >= 0) mass += (r[i] = g.nodes[i].retrieval_score);
+    if (g.nodes[i].seed) mass += (r[i] = g.nodes[i].retrieval_score);
   }
   std::vector<std::vector<double>> a(n, std::vector<double>(n + 1, 0.0));
   for (std::size_t i = 0; i < n; ++i) {
@@ -79,6 +80,7 @@ TEST(PageRank, MatchesTheClosedForm) {
 TEST(PageRank, BridgesBetweenSeedsRiseAndMassIsKept) {
   GraphInput g;
   g.nodes.resize(5);
+  g.nodes[0].seed = g.nodes[1].seed = true;
   g.nodes[0].retrieval_rank = 0;
   g.nodes[1].retrieval_rank = 1;
   g.nodes[0].retrieval_score = g.nodes[1].retrieval_score = 1;
@@ -121,7 +123,7 @@ TEST(Scorers, RetrievalOrderAndBadInput) {
     EXPECT_THROW(scorer->score(bad), Error);
   }
   GraphInput no_seeds = g;
-  for (auto& n : no_seeds.nodes) n.retrieval_rank = -1;
+  for (auto& n : no_seeds.nodes) n.seed = false;
   EXPECT_THROW(personalized_pagerank()->score(no_seeds), Error);
   EXPECT_THROW(personalized_pagerank({.damping = 1.0}), Error);
 }
