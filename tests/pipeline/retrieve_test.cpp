@@ -89,7 +89,9 @@ TEST(Retrieve, FillsTheAttentionInputFromSearchAndExpansion) {
   for (std::size_t g : lr.gold_nodes) score[g] = 1;
   EXPECT_DOUBLE_EQ(source_recall(lr, question.gold_sources, score, 2), 1.0);
   for (double& s : score) s = 1 - s;
-  if (lr.node_sources.size() >= 4) EXPECT_DOUBLE_EQ(source_recall(lr, question.gold_sources, score, 2), 0.0);
+  if (lr.node_sources.size() >= 4) {
+    EXPECT_DOUBLE_EQ(source_recall(lr, question.gold_sources, score, 2), 0.0);
+  }
   EXPECT_THROW(source_recall(lr, question.gold_sources, {1.0}, 2), memory::Error);
 
   EXPECT_THROW(retrieve(*memory, "x", {.seeds = 0}), memory::Error);
