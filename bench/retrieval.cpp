@@ -71,7 +71,11 @@ class Sources {
     auto it = cache_.find(node_id);
     if (it != cache_.end()) return it->second;
     std::string meta = metadata;
-    if (meta.empty()) meta = m_.get(node_id)->metadata;
+    if (meta.empty()) {
+      const auto node = m_.get(node_id);
+      if (!node) throw std::runtime_error("bench retrieval: a hit names an unknown node " + node_id);
+      meta = node->metadata;
+    }
     return cache_.emplace(node_id, nlohmann::json::parse(meta).value("source_id", std::string())).first->second;
   }
   std::vector<std::string> ranked(const std::vector<std::string>& node_ids) {
@@ -250,7 +254,7 @@ void run(const RetrievalOptions& o) {
     for (const auto& j : read_jsonl(o.data + "/qa/hotpotqa-100/questions.jsonl")) {
       Query q{j["id"], j["question"], {}};
       for (const auto& s : j["supporting"]) q.relevant[s.get<std::string>()] = 1;
-      hp.queries.push_back(std::move(q));
+      if (!q.relevant.empty()) hp.queries.push_back(std::move(q));
     }
     sets.push_back(std::move(hp));
   }

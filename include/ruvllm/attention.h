@@ -109,7 +109,7 @@ struct Example {  // a training question: its subgraph and which nodes answer it
 struct TrainParams {
   int epochs = 150;
   double learning_rate = 0.01;  // Adam
-  double l2 = 1e-3;             // λ/2 · ‖θ − θ_init‖², per example
+  double l2 = 1e-3;             // λ/2 · ‖θ − θ_init‖², added to the mean loss
   uint64_t seed = 42;           // initial weights; same seed + same data → same model
   std::function<void(int epoch, double loss)> progress;
 };
@@ -132,7 +132,8 @@ class AttentionModel {
   const AttentionShape& shape() const { return shape_; }
   std::size_t parameter_count() const { return theta_.size(); }
 
-  // Learns from `examples` (Adam, full batch, listwise softmax cross-entropy).
+  // Learns from `examples` (Adam, full batch, listwise softmax cross-entropy). Throws Error, the
+  // parameters unchanged, when no example has a relevant node or training diverges.
   TrainReport train(const std::vector<Example>& examples, const TrainParams& params = {});
   // Mean loss over the examples with relevant nodes plus l2/2 · ‖θ − θ_init‖², and its gradient
   // with respect to parameters() (for tests and diagnostics).

@@ -176,8 +176,11 @@ Prepared prepare(const GraphInput& g, std::size_t dimension, const AttentionShap
   for (std::size_t i = 0; i < n; ++i) p.in[fill[i]++] = {static_cast<uint32_t>(i), kSelfRelation, 0.0};
   for (const GraphEdge& e : g.edges) {
     if (e.src == e.dst) continue;
-    const double prior = e.weight * e.confidence * std::exp(-std::max(0.0, e.age_days) / shape.recency_days);
-    const double log_weight = std::log(std::max(prior, 1e-6));
+    // In log space and bounded: an absurd weight must not overflow the softmax into NaN.
+    const double log_weight =
+        std::clamp(std::log(std::max(e.weight, 1e-6)) + std::log(std::clamp(e.confidence, 1e-6, 1.0)) -
+                       std::max(0.0, e.age_days) / shape.recency_days,
+                   std::log(1e-6), std::log(1e6));
     const auto r = static_cast<uint32_t>(2 * relation_id(e.rel));
     p.in[fill[e.dst]++] = {static_cast<uint32_t>(e.src), r, log_weight};
     p.in[fill[e.src]++] = {static_cast<uint32_t>(e.dst), r + 1, log_weight};
@@ -428,6 +431,7 @@ TrainReport AttentionModel::train(const std::vector<Example>& examples, const Tr
     return total * inv;
   };
   report.initial_loss = evaluate(false);
+  const std::vector<double> before = theta_;
   for (int epoch = 1; epoch <= params.epochs; ++epoch) {
     const double loss = evaluate(true);
     for (std::size_t i = 0; i < theta_.size(); ++i) {
@@ -441,10 +445,20 @@ TrainReport AttentionModel::train(const std::vector<Example>& examples, const Tr
     report.epochs = epoch;
   }
   report.final_loss = evaluate(false);
+  const bool finite = std::isfinite(report.final_loss) &&
+                      std::all_of(theta_.begin(), theta_.end(), [](double t) { return std::isfinite(t); });
+  if (!finite) {
+    theta_ = before;  // the model stays as it was
+    throw Error("attention: training diverged (non-finite loss or parameters); lower the learning rate");
+  }
   return report;
 }
 
 void AttentionModel::save(const std::string& path) const {
+  for (std::size_t i = 0; i < theta_.size(); ++i) {
+    if (!std::isfinite(theta_[i]) || !std::isfinite(anchor_[i]))
+      throw Error("attention: refusing to save non-finite parameters");
+  }
   nlohmann::json j;
   j["format"] = "ruvllm-attention";
   j["version"] = 1;
@@ -477,11 +491,19 @@ AttentionModel AttentionModel::load(const std::string& path) {
   try {
     j = nlohmann::json::parse(in);
     if (j.value("format", "") != "ruvllm-attention") throw Error(path + " is not a ruvllm attention model");
-    if (j.value("version", 0) != 1)
-      throw Error(path + ": attention model version " + std::to_string(j.value("version", 0)) + " is not supported");
+    if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int64_t>() != 1)
+      throw Error(path + ": attention model version " + (j.contains("version") ? j["version"].dump() : "(none)") +
+                  " is not supported (this build reads version 1)");
+    // Whole non-negative numbers only: a cast from 16.9 or 1e20 would be silent or undefined.
+    auto count = [&](const char* key, std::size_t max) {
+      if (!j.contains(key) || !j[key].is_number_unsigned() || j[key].get<uint64_t>() > max)
+        throw Error(path + ": \"" + key + "\" must be a whole number in [0, " + std::to_string(max) + "]");
+      return static_cast<std::size_t>(j[key].get<uint64_t>());
+    };
     AttentionShape shape;
-    shape.hidden = j.at("hidden").get<std::size_t>();
-    shape.heads = j.at("heads").get<std::size_t>();
+    shape.hidden = count("hidden", 256);
+    shape.heads = count("heads", 16);
+    const std::size_t dimension = count("dimension", 65536);
     shape.leaky_slope = j.at("leaky_slope").get<double>();
     shape.recency_days = j.at("recency_days").get<double>();
     shape.query_interaction = j.at("query_interaction").get<bool>();
@@ -491,11 +513,13 @@ AttentionModel AttentionModel::load(const std::string& path) {
             std::vector<std::string>(kMetaFeatures.begin(), kMetaFeatures.end())) {
       throw Error(path + ": the model's relation or feature layout differs from this build's");
     }
-    AttentionModel model(j.at("dimension").get<std::size_t>(), shape);
+    check_shape(shape);
     auto theta = j.at("theta").get<std::vector<double>>();
     auto anchor = j.at("anchor").get<std::vector<double>>();
-    if (theta.size() != model.theta_.size() || anchor.size() != model.theta_.size())
+    const std::size_t expected = Layout(dimension, shape).total;  // checked before any allocation
+    if (theta.size() != expected || anchor.size() != expected)
       throw Error(path + ": the parameter count does not match the shape");
+    AttentionModel model(dimension, shape);
     for (std::size_t i = 0; i < theta.size(); ++i) {
       if (!std::isfinite(theta[i]) || !std::isfinite(anchor[i])) throw Error(path + ": a parameter is not finite");
     }

@@ -87,7 +87,8 @@ void train(const TrainOptions& o) {
   // A fixed shuffle splits off the held-out share, so that a rerun scores the same questions.
   std::vector<std::size_t> order(questions.size());
   std::iota(order.begin(), order.end(), 0);
-  std::shuffle(order.begin(), order.end(), std::mt19937_64(o.train.seed));
+  std::mt19937_64 rng(o.train.seed);  // Fisher–Yates by hand: std::shuffle differs between libraries
+  for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
   const auto held = static_cast<std::size_t>(o.holdout * static_cast<double>(questions.size()));
   std::vector<attention::Example> examples;
   for (std::size_t i = held; i < order.size(); ++i)

@@ -97,8 +97,11 @@ LabelledRetrieval retrieve_labelled(const memory::Memory& memory, const Labelled
   return out;
 }
 
-double source_recall(const LabelledRetrieval& r, const std::vector<std::string>& gold_sources,
+double source_recall(const LabelledRetrieval& r, const std::vector<std::string>& gold_list,
                      const std::vector<double>& score, std::size_t k) {
+  std::vector<std::string> gold_sources = gold_list;  // a source listed twice counts once
+  std::sort(gold_sources.begin(), gold_sources.end());
+  gold_sources.erase(std::unique(gold_sources.begin(), gold_sources.end()), gold_sources.end());
   if (gold_sources.empty()) return 0;
   if (score.size() != r.node_sources.size()) throw memory::Error("source_recall: one score per node expected");
   std::vector<std::size_t> order(score.size());

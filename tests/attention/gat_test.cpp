@@ -229,6 +229,37 @@ TEST(GraphAttention, BadInputIsAClearErrorAndOddGraphsWork) {
   EXPECT_THROW(m.train({{g, {}}}), Error);
   EXPECT_THROW(m.train({{g, {1}}}, {.learning_rate = -1}), Error);
   EXPECT_THROW(AttentionModel(4, {.hidden = 0}), Error);
+  // An absurd edge weight stays finite (the prior is bounded in log space).
+  GraphInput heavy = g;
+  heavy.edges.push_back({0, 1, "mentions", 1e200, 1e200, 0});
+  for (double x : gat->score(heavy).score) EXPECT_TRUE(std::isfinite(x));
+  // A diverging run is an error and leaves the model as it was.
+  const auto kept = m.parameters();
+  EXPECT_THROW(m.train({{g, {1}}}, {.epochs = 5, .learning_rate = 1e200}), Error);
+  EXPECT_EQ(m.parameters(), kept);
+}
+
+TEST(GraphAttention, ModelFileNumbersMustBeWhole) {
+  std::filesystem::create_directories(kTmp);
+  const std::string path = kTmp + "/attention-numbers.json";
+  AttentionModel(3).save(path);
+  const std::string good = [&] {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  EXPECT_EQ(AttentionModel::load(path).dimension(), 3u);
+  for (const auto& [from, to] :
+       std::vector<std::pair<std::string, std::string>>{{"\"hidden\":16", "\"hidden\":16.9"},
+                                                        {"\"dimension\":3", "\"dimension\":1e20"},
+                                                        {"\"heads\":4", "\"heads\":-4"},
+                                                        {"\"version\":1", "\"version\":\"1\""}}) {
+    std::string text = good;
+    const auto at = text.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    text.replace(at, from.size(), to);
+    std::ofstream(path, std::ios::trunc) << text;
+    EXPECT_THROW(AttentionModel::load(path), Error) << to;
+  }
 }
 
 }  // namespace
