@@ -67,16 +67,13 @@ struct Row {
 class Sources {
  public:
   explicit Sources(const memory::Memory& m) : m_(m) {}
-  const std::string& of(const std::string& node_id, const std::string& metadata = {}) {
+  const std::string& of(const std::string& node_id) {
     auto it = cache_.find(node_id);
     if (it != cache_.end()) return it->second;
-    std::string meta = metadata;
-    if (meta.empty()) {
-      const auto node = m_.get(node_id);
-      if (!node) throw std::runtime_error("bench retrieval: a hit names an unknown node " + node_id);
-      meta = node->metadata;
-    }
-    return cache_.emplace(node_id, nlohmann::json::parse(meta).value("source_id", std::string())).first->second;
+    const auto node = m_.get(node_id);
+    if (!node) throw std::runtime_error("bench retrieval: a hit names an unknown node " + node_id);
+    return cache_.emplace(node_id, nlohmann::json::parse(node->metadata).value("source_id", std::string()))
+        .first->second;
   }
   std::vector<std::string> ranked(const std::vector<std::string>& node_ids) {
     std::vector<std::string> out;
@@ -138,29 +135,32 @@ Row flat(memory::Memory& m, const std::vector<Query>& queries, const Method& met
 
 // A question's retrieved subgraph, kept so that every scorer (and every fold) ranks the same input.
 struct Retrieval {
-  pipeline::Retrieved r;
-  std::vector<std::size_t> relevant;  // subgraph nodes whose source is gold
+  pipeline::LabelledRetrieval l;  // the subgraph, its nodes' sources and the gold nodes
   double retrieve_us = 0;
 };
 
-std::vector<std::string> order_by(const std::vector<double>& score, const memory::Subgraph& g) {
+// Distinct sources in descending score order (the ranking R@k and nDCG read).
+std::vector<std::string> ranked_sources(const std::vector<double>& score, const pipeline::LabelledRetrieval& l) {
   std::vector<std::size_t> order(score.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return score[a] > score[b]; });
-  std::vector<std::string> ids;
-  for (std::size_t i : order) ids.push_back(g.nodes[i].id);
-  return ids;
+  std::vector<std::string> out;
+  for (std::size_t i : order) {
+    const std::string& s = l.node_sources[i];
+    if (!s.empty() && std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  }
+  return out;
 }
 
-Row graph_row(const std::vector<Query>& queries, const std::vector<Retrieval>& data, Sources& sources, bool graded,
+Row graph_row(const std::vector<Query>& queries, const std::vector<Retrieval>& data, bool graded,
               const std::function<const attention::Scorer&(std::size_t query)>& scorer) {
   Row row;
   std::vector<double> lat;
   for (std::size_t i = 0; i < queries.size(); ++i) {
     const auto t0 = Clock::now();
-    const auto s = scorer(i).score(data[i].r.graph);
+    const auto s = scorer(i).score(data[i].l.retrieved.graph);
     lat.push_back(data[i].retrieve_us + std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
-    add_metrics(queries[i], sources.ranked(order_by(s.score, data[i].r.subgraph)), graded, row.metric);
+    add_metrics(queries[i], ranked_sources(s.score, data[i].l), graded, row.metric);
   }
   for (auto& [k, v] : row.metric) v /= static_cast<double>(queries.size());
   row.latency_us = summarize(std::move(lat));
@@ -168,17 +168,15 @@ Row graph_row(const std::vector<Query>& queries, const std::vector<Retrieval>& d
 }
 
 std::vector<Retrieval> retrieve_all(memory::Memory& m, const std::vector<Query>& queries,
-                                    const pipeline::RetrieveParams& params, Sources& sources) {
+                                    const pipeline::RetrieveParams& params) {
   std::vector<Retrieval> out;
   for (const Query& q : queries) {
+    pipeline::LabelledQuestion lq{q.text, {}};
+    for (const auto& [id, gain] : q.relevant) lq.gold_sources.push_back(id);
     Retrieval x;
     const auto t0 = Clock::now();
-    x.r = pipeline::retrieve(m, q.text, params);
+    x.l = pipeline::retrieve_labelled(m, lq, params);
     x.retrieve_us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-    for (std::size_t i = 0; i < x.r.subgraph.nodes.size(); ++i) {
-      const auto& n = x.r.subgraph.nodes[i];
-      if (q.relevant.count(sources.of(n.id, n.metadata))) x.relevant.push_back(i);
-    }
     out.push_back(std::move(x));
   }
   return out;
@@ -196,7 +194,7 @@ std::vector<std::shared_ptr<const attention::Scorer>> cross_validated(const std:
   for (std::size_t fold = 0; fold < kFolds; ++fold) {
     std::vector<attention::Example> train;
     for (std::size_t i = 0; i < data.size(); ++i) {
-      if (i % kFolds != fold) train.push_back({data[i].r.graph, data[i].relevant});
+      if (i % kFolds != fold) train.push_back({data[i].l.retrieved.graph, data[i].l.gold_nodes});
     }
     auto model = std::make_shared<attention::AttentionModel>(dimension, shape);
     const auto t0 = Clock::now();
@@ -313,28 +311,27 @@ void run(const RetrievalOptions& o) {
       rp.fusion = base.fusion;
       rp.dense_weight = base.dense_weight;
       rp.seeds = o.seeds;
-      const auto data = retrieve_all(m, set.queries, rp, sources);
+      const auto data = retrieve_all(m, set.queries, rp);
       double with_gold = 0;
-      for (const auto& d : data) with_gold += d.relevant.empty() ? 0 : 1;
+      for (const auto& d : data) with_gold += d.l.gold_nodes.empty() ? 0 : 1;
       sj["graph"][base.name]["questions_with_gold_in_subgraph"] = with_gold;
       record(base.name + " + neighbours in retrieval order",
-             graph_row(set.queries, data, sources, set.graded,
-                       [&](std::size_t) -> const attention::Scorer& { return *order; }));
-      record(base.name + " + PPR", graph_row(set.queries, data, sources, set.graded,
-                                             [&](std::size_t) -> const attention::Scorer& { return *ppr; }));
+             graph_row(set.queries, data, set.graded, [&](std::size_t) -> const attention::Scorer& { return *order; }));
+      record(base.name + " + PPR",
+             graph_row(set.queries, data, set.graded, [&](std::size_t) -> const attention::Scorer& { return *ppr; }));
       nlohmann::json folds = nlohmann::json::array(), ablation = nlohmann::json::array();
       const auto models =
           cross_validated(data, embedder->dimension(), {.query_interaction = o.query_interaction}, tp, folds);
       sj["graph"][base.name]["attention_folds"] = folds;
       record(base.name + " + attention (5-fold CV)",
-             graph_row(set.queries, data, sources, set.graded,
+             graph_row(set.queries, data, set.graded,
                        [&](std::size_t q) -> const attention::Scorer& { return *models[q % kFolds]; }));
       // The same features and training without messages between nodes: what the graph adds.
       const auto flat_models = cross_validated(data, embedder->dimension(),
                                                {.heads = 0, .query_interaction = o.query_interaction}, tp, ablation);
       sj["graph"][base.name]["no_message_folds"] = ablation;
       record(base.name + " + learned node scores, no messages (ablation, CV)",
-             graph_row(set.queries, data, sources, set.graded,
+             graph_row(set.queries, data, set.graded,
                        [&](std::size_t q) -> const attention::Scorer& { return *flat_models[q % kFolds]; }));
     }
     md << "\n";
@@ -348,29 +345,28 @@ void run(const RetrievalOptions& o) {
     p.embedder = embedder;
     p.durable = false;
     memory::Memory m(p);
-    Sources sources(m);
     pipeline::RetrieveParams rp;
     rp.seeds = 64;
-    const auto data = retrieve_all(m, set.queries, rp, sources);
+    const auto data = retrieve_all(m, set.queries, rp);
     nlohmann::json folds = nlohmann::json::array();
     tp.epochs = std::min(tp.epochs, 20);  // the weights do not change the cost
     std::vector<attention::Example> train;
-    for (const auto& d : data) train.push_back({d.r.graph, d.relevant});
+    for (const auto& d : data) train.push_back({d.l.retrieved.graph, d.l.gold_nodes});
     auto model = std::make_shared<attention::AttentionModel>(embedder->dimension());
     model->train(train, tp);
     const auto gat = attention::graph_attention(model);
     const auto ppr = attention::personalized_pagerank();
     std::vector<double> nodes, edges, expand, t_ppr, t_gat;
     for (const auto& d : data) {
-      nodes.push_back(static_cast<double>(d.r.graph.nodes.size()));
-      edges.push_back(static_cast<double>(d.r.graph.edges.size()));
-      expand.push_back(static_cast<double>(d.r.expand_us));
+      nodes.push_back(static_cast<double>(d.l.retrieved.graph.nodes.size()));
+      edges.push_back(static_cast<double>(d.l.retrieved.graph.edges.size()));
+      expand.push_back(static_cast<double>(d.l.retrieved.expand_us));
       for (int rep = 0; rep < 5; ++rep) {
         auto t0 = Clock::now();
-        (void)ppr->score(d.r.graph);
+        (void)ppr->score(d.l.retrieved.graph);
         t_ppr.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
         t0 = Clock::now();
-        (void)gat->score(d.r.graph);
+        (void)gat->score(d.l.retrieved.graph);
         t_gat.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
       }
     }
