@@ -8,6 +8,7 @@ void add_bench_commands(CLI::App& app) {
   add_bench_models(*bench);
   add_bench_ann(*bench);
   add_bench_retrieval(*bench);
+  add_bench_router(*bench);
 }
 
 }  // namespace ruvllm::bench

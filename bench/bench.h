@@ -12,5 +12,6 @@ void add_bench_commands(CLI::App& app);
 void add_bench_models(CLI::App& bench);
 void add_bench_ann(CLI::App& bench);
 void add_bench_retrieval(CLI::App& bench);
+void add_bench_router(CLI::App& bench);
 
 }  // namespace ruvllm::bench

@@ -9,5 +9,6 @@ void add_model_commands(CLI::App& app);      // model synth | quantize | info
 void add_generate_command(CLI::App& app);    // generate: one prompt through the engine
 void add_memory_commands(CLI::App& app);     // ingest; memory stats | search | get | add | link | delete | vacuum
 void add_attention_commands(CLI::App& app);  // attention train
+void add_router_commands(CLI::App& app);     // router train | eval | calibrate | inspect
 
 }  // namespace ruvllm::cli

@@ -1,0 +1,247 @@
+// ruvllm/router.h — the control circuit: per request, which model, how much context, which
+// sampling and which retrieval strategy.
+//
+// Plain signals (query text and vector, retrieval statistics, system constraints) become a
+// documented 128-float feature vector (docs/router.md lists every slot). A FastGRNN cell (Kusupati
+// et al. 2018) reads it as one step or as a short sequence, and small heads decide. The router is
+// trained on outcome records (how well each model did on a query, at what cost), thresholded as
+// RouteLLM does, quantised to int8 and stored in one versioned JSON file with its feature fit.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ruvllm::router {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+constexpr std::size_t kFeatures = 128;
+using FeatureVector = std::array<float, kFeatures>;
+const std::array<std::string_view, kFeatures>& feature_names();  // slot → name, e.g. "query.lang_cyrillic"
+
+// ---- signals: what the pipeline knows about a request (plain structs, no other room's types) ---
+
+struct QuerySignals {
+  std::string text;
+  std::vector<float> embedding;              // the embedder's unit vector; empty = none
+  std::size_t tokens = 0, known_tokens = 0;  // word tokens, and those the embedder knew
+  double user_requests_24h = 0;              // this user's recent requests (0 = unknown)
+};
+
+struct RetrievalSignals {                      // all zero when nothing was retrieved
+  std::vector<float> scores;                   // similarity of each result to the query, best first
+  std::vector<std::vector<float>> embeddings;  // unit vectors of the first results (≤ 8 are read)
+  double attention_entropy = 0;                // attention::Scores::entropy
+  int graph_depth = 0;                         // attention::Scores::depth_touched
+  double search_agreement = 0;                 // share of top results found by both searches
+};
+
+struct SystemSignals {
+  double latency_budget_ms = 0;  // 0 = none
+  int device_class = 0;          // 0 cpu, 1 cpu-small (battery), 2 gpu, 3 other
+  int privacy = 0;               // 0 public, 1 internal, 2 confidential, 3 restricted
+  double memory_available_gib = 0, battery = 1;
+  std::size_t concurrent_requests = 0;
+  bool high_risk = false;  // a guardrail input, not a feature: escalates to the largest allowed model
+};
+
+struct Signals {
+  QuerySignals query;
+  RetrievalSignals retrieval;
+  SystemSignals system;
+};
+
+// ---- outcomes: what training learns from -------------------------------------------------------
+
+struct Trial {            // one model's answer to one query
+  std::size_t model = 0;  // ladder index
+  double quality = 0;     // [0, 1]
+  double cost = std::numeric_limits<double>::quiet_NaN(), latency_ms = std::numeric_limits<double>::quiet_NaN();
+  int context_bin = -1, retrieval = -1;  // -1 = not recorded
+  double temperature = std::numeric_limits<double>::quiet_NaN(), top_p = std::numeric_limits<double>::quiet_NaN();
+};
+
+struct Outcome {
+  std::string id, task;
+  Signals signals;
+  std::vector<Trial> trials;  // a ladder model without a trial has no record for this query
+};
+
+struct Ladder {
+  std::vector<std::string> models;  // cheapest first: the decision escalates upwards
+  std::vector<double> cost;         // mean cost per call, NaN = unknown
+  std::vector<int> max_privacy;     // the highest privacy level each model may serve (3 = local)
+  std::vector<int> context_bins = {512, 1024, 2048, 4096};  // tokens
+  std::vector<std::string> dropped;                         // models.json entries left off (load_ladder's frontier)
+};
+
+// `dir`/models.json + `dir`/<split>.jsonl in the schema of ../shared/data/router. The ladder is
+// ordered by mean training cost when costs are known, else as models.json lists it. `frontier`
+// keeps only the models no cheaper model beats on mean training quality (escalating to a dearer,
+// worse model never pays). Throws Error with file:line for malformed rows, models outside
+// models.json or qualities outside [0, 1]; trials of models left off the ladder are dropped.
+Ladder load_ladder(const std::string& dir, bool frontier = false);
+std::vector<Outcome> load_outcomes(const std::string& path, const Ladder& ladder);
+
+// ---- the router ---------------------------------------------------------------------------------
+
+enum class Retrieval { none = 0, dense = 1, hybrid = 2, hybrid_graph = 3 };
+
+struct RouteDecision {
+  std::size_t model = 0;  // ladder index
+  std::size_t context_bin = 0;
+  int context_tokens = 0;
+  Retrieval retrieval = Retrieval::hybrid_graph;
+  float temperature = 0.7f, top_p = 0.9f, confidence = 0;
+  float escalation = 0;    // P(a model above the cheapest is needed): RouteLLM's win rate
+  bool escalated = false;  // a guardrail raised the model (low confidence or high risk)
+};
+
+struct RouterShape {
+  std::size_t hidden = 32;  // 32–64 in the paper's range
+  std::size_t rank_w = 16;  // W = W1·W2, W1 hidden × rank_w
+  std::size_t rank_u = 8;   // U = U1·U2
+  std::size_t steps = 1;    // the 128 features as 1, 2, 4 or 8 steps of 128/steps
+};
+
+struct TrainParams {
+  int epochs = 60;  // split 50 % dense, 25 % hard thresholding, 25 % retraining on the support
+  std::size_t batch = 64;
+  double learning_rate = 3e-3, l2 = 1e-2;       // l2: 1e-4 overfits the 1,000-row RouterBench sets
+  double sparsity = 0.5;                        // share of W1, W2, U1, U2 entries set to zero
+  double lambda_latency = 0, mu_cost = 0;       // U = quality − λ·latency_ms − μ·cost
+  double epsilon = 0.02;                        // context bin: the smallest within ε of the best U
+  double alpha = 0.1, beta = 0.1, gamma = 0.2;  // temperature, top_p and confidence loss weights
+  bool curriculum = true;                       // clear examples (large utility margin) first
+  uint64_t seed = 42;
+  std::function<void(int epoch, const char* phase, double loss)> progress;
+};
+
+struct TrainReport {
+  double initial_loss = 0, final_loss = 0;
+  std::size_t examples = 0;
+  double sparsity = 0;  // measured share of zeros in W1, W2, U1, U2
+  bool context_trained = false, retrieval_trained = false, sampling_trained = false;
+};
+
+// Labels of one outcome under a utility: y_model = argmax U (ties → cheaper), or -1 with no trial.
+int utility_label(const Outcome& outcome, const Ladder& ladder, double lambda_latency, double mu_cost);
+
+class Router {
+ public:
+  Router(Ladder ladder, const RouterShape& shape = {}, uint64_t seed = 42);  // untrained
+  static Router load(const std::string& path);  // throws Error with the reason (version, shapes, NaN)
+  void save(const std::string& path) const;
+
+  const Ladder& ladder() const { return ladder_; }
+  const RouterShape& shape() const { return shape_; }
+
+  // Fits the feature normalisation, PCA and domain clusters on the outcomes' signals, then the
+  // network. Throws Error for an empty set or an outcome whose trials name no ladder model.
+  TrainReport train(const std::vector<Outcome>& outcomes, const TrainParams& params = {});
+
+  FeatureVector features(const Signals& signals) const;  // normalised; throws Error for NaN input
+  // The training rows' features as train() saw them (each row's own outcome left out of the
+  // per-domain accuracy slots): what the baselines are fitted on.
+  std::vector<FeatureVector> training_features(const std::vector<Outcome>& outcomes) const;
+  // Thread-safe, allocation-free. Uses the int8 weights after quantize(), else float.
+  RouteDecision decide(const FeatureVector& features, const SystemSignals& system = {}) const;
+  RouteDecision decide(const Signals& signals) const { return decide(features(signals), signals.system); }
+  // P(model m is the best choice) for every ladder model, into `out` (ladder size).
+  void model_probabilities(const FeatureVector& features, float* out) const;
+
+  // Operating point: the smallest model whose higher models hold less than `threshold` of the
+  // probability mass. 0.5 = the median; RouteLLM's calibration picks it for a target share.
+  double threshold = 0.5;
+  double confidence_floor = 0;  // below it, escalate to the largest allowed model (0 = off)
+
+  // int8 per-row weights (decide() then runs the fused int8 path); false returns to float32. The
+  // float parameters stay, so the file holds both and reloads either bit for bit.
+  void quantize(bool on = true);
+  bool quantized() const { return quantized_; }
+  std::size_t weight_bytes() const;  // of the network as decide() uses it (int8 or float32)
+
+  // Flat parameters and the training loss with its gradient (for tests and diagnostics).
+  std::vector<double>& parameters() { return theta_; }
+  const std::vector<double>& parameters() const { return theta_; }
+  double loss(const std::vector<Outcome>& outcomes, const TrainParams& params, std::vector<double>* gradient) const;
+
+  struct Impl;  // the feature fit and compiled weights (src/router)
+
+ private:
+  Ladder ladder_;
+  RouterShape shape_;
+  std::vector<double> theta_;
+  bool quantized_ = false;
+  std::shared_ptr<Impl> impl_;
+};
+
+// The router file behind a path, reloaded when the file changes; a bad new file keeps the old one.
+class RouterHandle {
+ public:
+  explicit RouterHandle(std::string path);  // throws Error when the first load fails
+  std::shared_ptr<const Router> get() const;
+  bool reload_if_changed(std::string* error = nullptr);  // true when a new router was loaded
+
+ private:
+  std::string path_;
+  mutable std::mutex mutex_;
+  std::shared_ptr<const Router> router_;
+  int64_t stamp_ = 0;
+};
+
+// ---- evaluation (RouteLLM's metrics) -------------------------------------------------------------
+
+struct OperatingPoint {
+  double threshold = 0, largest_share = 0, quality = 0, cost = 0;
+};
+
+struct Evaluation {
+  std::string router;
+  double accuracy = 0;  // decisions at the default threshold equal to the utility oracle's
+  double apgr = std::numeric_limits<double>::quiet_NaN();   // 2-model ladders: area under PGR over
+  double cpt50 = std::numeric_limits<double>::quiet_NaN();  // the share of largest-model calls, and
+  double cpt80 = std::numeric_limits<double>::quiet_NaN();  // the share needed for 50 % / 80 % PGR
+  double quality = 0, cost = 0, regret = 0;                 // at the default threshold; regret vs always-largest
+  double largest_share = 0;                                 // at the default threshold
+  std::size_t rows = 0;
+  std::vector<OperatingPoint> curve;  // thresholds 0, 0.02, …, 1 (and above: never escalate)
+};
+
+// A router for evaluation: P(model m is the best choice) per outcome; evaluate() applies the same
+// threshold rule as Router::decide to it at every operating point.
+struct Policy {
+  std::string name;
+  std::function<std::vector<float>(const Outcome&)> probabilities;
+};
+
+// Over the test outcomes that have a trial of every ladder model (`rows` says how many).
+Evaluation evaluate(const Policy& policy, const std::vector<Outcome>& test, const Ladder& ladder,
+                    double default_threshold = 0.5, double lambda_latency = 0, double mu_cost = 0);
+Policy router_policy(std::shared_ptr<const Router> router);
+// Baselines on the router's features: multinomial logistic regression and kNN (cosine), both
+// fitted on `train` with the router's utility labels; random; always one model.
+Policy logistic_policy(std::shared_ptr<const Router> features_from, const std::vector<Outcome>& train,
+                       const TrainParams& params);
+Policy knn_policy(std::shared_ptr<const Router> features_from, const std::vector<Outcome>& train,
+                  const TrainParams& params, std::size_t k = 25);
+Policy random_policy(const Ladder& ladder, uint64_t seed = 7);
+Policy fixed_policy(std::size_t model, const Ladder& ladder);
+// The smallest model whose higher models hold less than `threshold` of p (over the allowed ones).
+std::size_t tier_for(const float* p, std::size_t models, double threshold, const bool* allowed = nullptr);
+// The threshold at which `router` sends `largest_share` of `reference` to the largest model.
+double calibrate(const Router& router, const std::vector<Outcome>& reference, double largest_share);
+
+}  // namespace ruvllm::router

@@ -1,0 +1,332 @@
+// `ruvllm router train|eval|calibrate|inspect`: the FastGRNN router on outcome records in the
+// schema of ../shared/data/router (models.json + {train,test}.jsonl). Query text becomes features
+// through the same GloVe embedder the memory uses.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "bench/report.h"
+#include "commands.h"
+#include "progress.h"
+#include "ruvllm/embed.h"
+#include "ruvllm/router.h"
+
+namespace ruvllm::cli {
+namespace {
+
+struct DataOptions {
+  std::string data, words, query_view = "last-block";
+};
+
+void add_data_options(CLI::App* cmd, DataOptions& o, bool required = true) {
+  auto* opt = cmd->add_option("--data", o.data, "Outcome set: a folder with models.json and <split>.jsonl");
+  if (required) opt->required();
+  cmd->add_option("--words", o.words, "Word-vector table for query features (default: the GloVe table)");
+  cmd->add_option("--query-view", o.query_view,
+                  "What of a prompt is the query: last-block (after the last blank line: few-shot prompts end "
+                  "with the question) or whole")
+      ->capture_default_str();
+}
+
+std::string query_view(const std::string& text, const std::string& view) {
+  if (view == "whole") return text;
+  if (view != "last-block") throw std::runtime_error("--query-view must be last-block or whole");
+  const std::size_t at = text.rfind("\n\n");
+  if (at == std::string::npos) return text;
+  const std::string last = text.substr(at + 2);
+  return last.find_first_not_of(" \t\r\n") == std::string::npos ? text : last;
+}
+
+// Fills each outcome's query signals (text view, embedding, token counts) through the embedder.
+void embed_queries(std::vector<router::Outcome>& outcomes, const embed::Embedder& embedder, const std::string& view) {
+  ProgressBar bar;
+  std::size_t done = 0;
+  for (auto& o : outcomes) {
+    auto& q = o.signals.query;
+    q.text = query_view(q.text, view);
+    const auto e = embedder.embed(q.text);
+    q.embedding = e.vector;
+    q.tokens = e.tokens;
+    q.known_tokens = e.known;
+    bar(static_cast<double>(++done) / static_cast<double>(outcomes.size()));
+  }
+}
+
+std::vector<router::Outcome> load_split(const DataOptions& d, const router::Ladder& ladder, const std::string& split,
+                                        const embed::Embedder& embedder) {
+  auto outcomes = router::load_outcomes(d.data + "/" + split + ".jsonl", ladder);
+  std::fprintf(stderr, "%s: %zu outcomes; embedding queries\n", split.c_str(), outcomes.size());
+  embed_queries(outcomes, embedder, d.query_view);
+  return outcomes;
+}
+
+std::unique_ptr<embed::Embedder> open_embedder(const DataOptions& d) {
+  embed::WordVectorParams p;
+  p.path = d.words;
+  return embed::open_word_vectors(p);
+}
+
+struct TrainOptions {
+  DataOptions data;
+  std::string split = "train", out = "ruvllm-router.json";
+  router::RouterShape shape;
+  router::TrainParams train;
+  bool float_only = false, all_models = false;
+};
+
+void train(const TrainOptions& o) {
+  const auto embedder = open_embedder(o.data);
+  const auto ladder = router::load_ladder(o.data.data, !o.all_models);
+  for (const auto& m : ladder.dropped)
+    std::fprintf(stderr, "ladder: %s left off (a cheaper model is better)\n", m.c_str());
+  const auto outcomes = load_split(o.data, ladder, o.split, *embedder);
+  router::Router r(ladder, o.shape, o.train.seed);
+  auto params = o.train;
+  params.progress = [](int epoch, const char* phase, double loss) {
+    if (epoch % 10 == 0) std::fprintf(stderr, "epoch %d (%s): loss %.4f\n", epoch, phase, loss);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto report = r.train(outcomes, params);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!o.float_only) r.quantize();
+  r.save(o.out);
+  std::printf(
+      "trained on %zu outcomes in %.1f s: loss %.4f -> %.4f, cell sparsity %.2f, %zu parameters, %zu bytes %s\n",
+      report.examples, seconds, report.initial_loss, report.final_loss, report.sparsity, r.parameters().size(),
+      r.weight_bytes(), r.quantized() ? "int8" : "float32");
+  std::printf(
+      "heads trained: model yes, context %s, retrieval %s, sampling %s (the others need outcome records "
+      "that vary them)\nwrote %s\n",
+      report.context_trained ? "yes" : "no", report.retrieval_trained ? "yes" : "no",
+      report.sampling_trained ? "yes" : "no", o.out.c_str());
+}
+
+struct EvalOptions {
+  DataOptions data;
+  std::string model, split = "test", train_split = "train", out = "build/bench/router";
+  std::size_t k = 25;
+  bool baselines = true;
+};
+
+std::string fmt(double v, const char* f = "%.3f") {
+  if (!std::isfinite(v)) return "–";
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+void eval(const EvalOptions& o) {
+  const auto embedder = open_embedder(o.data);
+  auto loaded = std::make_shared<router::Router>(router::Router::load(o.model));
+  const router::Ladder& ladder = loaded->ladder();
+  const auto test = load_split(o.data, ladder, o.split, *embedder);
+  auto as_float = std::make_shared<router::Router>(*loaded);
+  as_float->quantize(false);
+  auto as_int8 = std::make_shared<router::Router>(*loaded);
+  as_int8->quantize(true);
+  std::vector<router::Policy> policies = {router::router_policy(as_float), router::router_policy(as_int8)};
+  if (o.baselines) {
+    const auto train = load_split(o.data, ladder, o.train_split, *embedder);
+    router::TrainParams tp;
+    std::fprintf(stderr, "fitting the baselines on %s\n", o.train_split.c_str());
+    policies.push_back(router::logistic_policy(as_float, train, tp));
+    policies.push_back(router::knn_policy(as_float, train, tp, o.k));
+  }
+  policies.push_back(router::random_policy(ladder));
+  policies.push_back(router::fixed_policy(0, ladder));
+  policies.push_back(router::fixed_policy(ladder.models.size() - 1, ladder));
+  const bool costs = std::isfinite(ladder.cost[0]);
+  std::vector<router::Evaluation> evals;
+  for (const auto& p : policies) {
+    std::fprintf(stderr, "evaluating %s\n", p.name.c_str());
+    evals.push_back(router::evaluate(p, test, ladder, loaded->threshold));
+  }
+  // The best single model on these rows, and what each router needs to match it.
+  std::size_t best = 0;
+  double best_quality = -1, best_cost = 0;
+  for (std::size_t m = 0; m < ladder.models.size(); ++m) {
+    const auto e = router::evaluate(router::fixed_policy(m, ladder), test, ladder);
+    if (e.quality > best_quality + 1e-12) best = m, best_quality = e.quality, best_cost = e.cost;
+  }
+  nlohmann::json json;
+  json["data"] = o.data.data;
+  json["split"] = o.split;
+  json["model_file"] = o.model;
+  json["threshold"] = loaded->threshold;
+  json["weight_bytes_int8"] = as_int8->weight_bytes();
+  json["weight_bytes_float32"] = as_float->weight_bytes();
+  json["file_bytes"] = std::filesystem::file_size(o.model);
+  json["best_single"] = {{"model", ladder.models[best]}, {"quality", best_quality}, {"cost", best_cost}};
+  std::string md = "Router evaluation: " + o.data.data + " (" + o.split + ", " + std::to_string(evals[0].rows) +
+                   " rows with every model), threshold " + fmt(loaded->threshold) + "\n\n";
+  md += "| router | oracle accuracy | APGR | CPT(50%) | CPT(80%) | quality | " +
+        std::string(costs ? "cost $/query | " : "") + "largest share | regret vs largest |" +
+        (costs ? " cost to match best single | best quality at ≤ 50 % of its cost |" : "") +
+        "\n|---|---|---|---|---|---|" + (costs ? "---|" : "") + "---|---|" + (costs ? "---|---|" : "") + "\n";
+  for (const auto& e : evals) {
+    double match_cost = NAN, half_quality = NAN;
+    for (const auto& pt : e.curve) {
+      if (pt.quality >= best_quality - 1e-12 && !(pt.cost >= match_cost)) match_cost = pt.cost;
+      if (pt.cost <= 0.5 * best_cost && !(pt.quality <= half_quality)) half_quality = pt.quality;
+    }
+    nlohmann::json curve = nlohmann::json::array();
+    for (const auto& pt : e.curve) {
+      curve.push_back({{"threshold", pt.threshold},
+                       {"largest_share", pt.largest_share},
+                       {"quality", pt.quality},
+                       {"cost", pt.cost}});
+    }
+    auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+    json["routers"].push_back({{"name", e.router},
+                               {"accuracy", e.accuracy},
+                               {"apgr", num(e.apgr)},
+                               {"cpt50", num(e.cpt50)},
+                               {"cpt80", num(e.cpt80)},
+                               {"quality", e.quality},
+                               {"cost", e.cost},
+                               {"largest_share", e.largest_share},
+                               {"regret", e.regret},
+                               {"cost_to_match_best", num(match_cost)},
+                               {"quality_at_half_cost", num(half_quality)},
+                               {"rows", e.rows},
+                               {"curve", curve}});
+    md += "| " + e.router + " | " + fmt(e.accuracy) + " | " + fmt(e.apgr) + " | " + fmt(e.cpt50) + " | " +
+          fmt(e.cpt80) + " | " + fmt(e.quality) + " | " + (costs ? fmt(e.cost, "%.2e") + " | " : "") +
+          fmt(e.largest_share) + " | " + fmt(e.regret) + " |" +
+          (costs ? " " +
+                       (std::isfinite(match_cost) ? fmt(match_cost / best_cost * 100, "%.0f") + " %"
+                                                  : std::string("not reached")) +
+                       " | " + fmt(half_quality) + " |"
+                 : "") +
+          "\n";
+  }
+  md += "\nBest single model: " + ladder.models[best] + ", quality " + fmt(best_quality) +
+        (costs ? ", " + fmt(best_cost, "%.2e") + " $/query" : "") +
+        ". Network: " + std::to_string(as_int8->weight_bytes()) + " bytes int8 (" +
+        std::to_string(as_float->weight_bytes()) + " float32); file " +
+        std::to_string(json["file_bytes"].get<uint64_t>()) + " bytes with the feature fit.\n";
+  std::string name = std::filesystem::path(o.data.data).filename().string();
+  if (name.empty()) name = std::filesystem::path(o.data.data).parent_path().filename().string();
+  bench::write_report(o.out, "router-" + name, json, md);
+}
+
+struct CalibrateOptions {
+  DataOptions data;
+  std::string model, split = "train";
+  double share = 0.5;
+};
+
+void calibrate(const CalibrateOptions& o) {
+  const auto embedder = open_embedder(o.data);
+  auto r = router::Router::load(o.model);
+  const auto reference = load_split(o.data, r.ladder(), o.split, *embedder);
+  const double before = r.threshold;
+  r.threshold = router::calibrate(r, reference, o.share);
+  r.save(o.model);
+  std::printf("threshold %.6f -> %.6f: %.1f %% of %s queries go to %s; wrote %s\n", before, r.threshold, 100 * o.share,
+              o.split.c_str(), r.ladder().models.back().c_str(), o.model.c_str());
+}
+
+struct InspectOptions {
+  DataOptions data;
+  std::string model, query;
+};
+
+void inspect(const InspectOptions& o) {
+  const auto r = router::Router::load(o.model);
+  std::printf("router %s\n  ladder (cheapest first):\n", o.model.c_str());
+  for (std::size_t m = 0; m < r.ladder().models.size(); ++m) {
+    std::printf("    %zu  %-40s cost %s, privacy ≤ %d\n", m, r.ladder().models[m].c_str(),
+                fmt(r.ladder().cost[m], "%.3e").c_str(), r.ladder().max_privacy[m]);
+  }
+  const auto& s = r.shape();
+  std::printf("  FastGRNN: hidden %zu, rank W %zu, rank U %zu, %zu step(s) of %zu features; %zu parameters\n", s.hidden,
+              s.rank_w, s.rank_u, s.steps, router::kFeatures / s.steps, r.parameters().size());
+  std::printf("  weights: %zu bytes %s; threshold %.4f; confidence floor %.3f\n", r.weight_bytes(),
+              r.quantized() ? "int8" : "float32", r.threshold, r.confidence_floor);
+  if (o.query.empty()) return;
+  const auto embedder = open_embedder(o.data);
+  router::Signals sig;
+  sig.query.text = o.query;
+  const auto e = embedder->embed(o.query);
+  sig.query.embedding = e.vector;
+  sig.query.tokens = e.tokens;
+  sig.query.known_tokens = e.known;
+  const auto x = r.features(sig);
+  const auto d = r.decide(x, sig.system);
+  std::vector<float> p(r.ladder().models.size());
+  r.model_probabilities(x, p.data());
+  std::printf("  query: %s\n  decision: %s (P =", o.query.c_str(), r.ladder().models[d.model].c_str());
+  for (float v : p) std::printf(" %.3f", v);
+  std::printf("), context %d tokens, retrieval %d, temperature %.2f, top_p %.2f, confidence %.3f%s\n", d.context_tokens,
+              static_cast<int>(d.retrieval), d.temperature, d.top_p, d.confidence, d.escalated ? ", escalated" : "");
+  std::printf("  non-zero features:");
+  for (std::size_t i = 0; i < router::kFeatures; ++i) {
+    if (x[i] != 0) std::printf(" %s=%.2f", std::string(router::feature_names()[i]).c_str(), x[i]);
+  }
+  std::printf("\n");
+}
+
+}  // namespace
+
+void add_router_commands(CLI::App& app) {
+  auto* router = app.add_subcommand("router", "The FastGRNN router: train, evaluate, calibrate, inspect");
+  router->require_subcommand(1);
+
+  auto t = std::make_shared<TrainOptions>();
+  auto* train_cmd = router->add_subcommand("train", "Train on outcome records (models.json + <split>.jsonl)");
+  add_data_options(train_cmd, t->data);
+  train_cmd->add_option("--split", t->split, "Outcome file to learn from")->capture_default_str();
+  train_cmd->add_option("--out", t->out, "Router file to write")->capture_default_str();
+  train_cmd->add_option("--hidden", t->shape.hidden, "FastGRNN hidden width")->capture_default_str();
+  train_cmd->add_option("--rank-w", t->shape.rank_w, "Rank of W = W1·W2")->capture_default_str();
+  train_cmd->add_option("--rank-u", t->shape.rank_u, "Rank of U = U1·U2")->capture_default_str();
+  train_cmd->add_option("--steps", t->shape.steps, "Input as 1, 2, 4 or 8 steps")->capture_default_str();
+  train_cmd->add_option("--epochs", t->train.epochs, "Epochs over the three phases")->capture_default_str();
+  train_cmd->add_option("--batch", t->train.batch, "Minibatch size")->capture_default_str();
+  train_cmd->add_option("--learning-rate", t->train.learning_rate, "Adam step size")->capture_default_str();
+  train_cmd->add_option("--l2", t->train.l2, "Weight decay on the matrices")->capture_default_str();
+  train_cmd->add_option("--sparsity", t->train.sparsity, "Share of cell weights thresholded to zero")
+      ->capture_default_str();
+  train_cmd->add_option("--lambda", t->train.lambda_latency, "Utility: penalty per ms of latency")
+      ->capture_default_str();
+  train_cmd->add_option("--mu", t->train.mu_cost, "Utility: penalty per dollar of cost")->capture_default_str();
+  train_cmd->add_option("--seed", t->train.seed, "Initial weights and shuffles")->capture_default_str();
+  train_cmd->add_flag("!--no-curriculum", t->train.curriculum, "Train on all examples from the first epoch");
+  train_cmd->add_flag("--all-models", t->all_models,
+                      "Keep models that a cheaper model beats on mean training quality (default: the frontier only)");
+  train_cmd->add_flag("--float", t->float_only, "Keep float32 weights (default: int8 after training)");
+  train_cmd->callback([t] { train(*t); });
+
+  auto e = std::make_shared<EvalOptions>();
+  auto* eval_cmd = router->add_subcommand("eval", "APGR, CPT, quality and cost against baselines on a test split");
+  add_data_options(eval_cmd, e->data);
+  eval_cmd->add_option("--model", e->model, "Router file")->required();
+  eval_cmd->add_option("--split", e->split, "Outcome file to evaluate on")->capture_default_str();
+  eval_cmd->add_option("--train-split", e->train_split, "Outcome file the baselines learn from")->capture_default_str();
+  eval_cmd->add_option("--k", e->k, "Neighbours of the kNN baseline")->capture_default_str();
+  eval_cmd->add_option("--out", e->out, "Folder for the JSON and markdown report")->capture_default_str();
+  eval_cmd->add_flag("!--no-baselines", e->baselines, "Skip the logistic and kNN baselines");
+  eval_cmd->callback([e] { eval(*e); });
+
+  auto c = std::make_shared<CalibrateOptions>();
+  auto* cal_cmd = router->add_subcommand("calibrate", "Set the threshold for a target share of largest-model calls");
+  add_data_options(cal_cmd, c->data);
+  cal_cmd->add_option("--model", c->model, "Router file (rewritten with the new threshold)")->required();
+  cal_cmd->add_option("--split", c->split, "Reference outcome file")->capture_default_str();
+  cal_cmd->add_option("--largest-share", c->share, "Target share of calls to the largest model")->capture_default_str();
+  cal_cmd->callback([c] { calibrate(*c); });
+
+  auto i = std::make_shared<InspectOptions>();
+  auto* inspect_cmd = router->add_subcommand("inspect", "Show a router file, and its decision for a query");
+  inspect_cmd->add_option("--model", i->model, "Router file")->required();
+  inspect_cmd->add_option("--query", i->query, "A query to route");
+  inspect_cmd->add_option("--words", i->data.words, "Word-vector table (default: the GloVe table)");
+  inspect_cmd->callback([i] { inspect(*i); });
+}
+
+}  // namespace ruvllm::cli

@@ -1,0 +1,142 @@
+// Outcome records in the schema of ../shared/data/router: models.json and {train,test}.jsonl.
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <unordered_map>
+
+#include "internal.h"
+
+namespace ruvllm::router {
+namespace {
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("cannot read " + path);
+  const auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded()) throw Error(path + ": malformed JSON");
+  return j;
+}
+
+// Rows of a JSONL file, each handed to `row` with its line number; blank lines are skipped.
+template <typename F>
+void for_each_row(const std::string& path, F&& row) {
+  std::ifstream in(path);
+  if (!in) throw Error("cannot read " + path);
+  std::size_t line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) throw Error(path + ":" + std::to_string(line_no) + ": not a JSON object");
+    row(j, line_no);
+  }
+}
+
+}  // namespace
+
+Ladder load_ladder(const std::string& dir, bool frontier) {
+  const auto models = read_json(dir + "/models.json");
+  if (!models.is_array() || models.empty()) throw Error(dir + "/models.json: expected a non-empty array of models");
+  std::vector<std::string> names;
+  std::vector<double> listed;
+  for (const auto& m : models) {
+    if (!m.is_object() || !m.contains("name") || !m["name"].is_string()) {
+      throw Error(dir + "/models.json: every model needs a \"name\"");
+    }
+    names.push_back(m["name"]);
+    const auto cost = m.value("cost_per_call", nlohmann::json());
+    listed.push_back(cost.is_number() ? cost.get<double>() : std::numeric_limits<double>::quiet_NaN());
+  }
+  if (names.size() > kMaxTiers) throw Error(dir + "/models.json: at most 16 models");
+  // Mean per-call cost over the training rows, where the data records costs.
+  std::vector<double> sum(names.size(), 0.0), count(names.size(), 0.0);
+  std::vector<double> q_sum(names.size(), 0.0), q_count(names.size(), 0.0);
+  std::ifstream probe(dir + "/train.jsonl");
+  if (probe) {
+    probe.close();
+    for_each_row(dir + "/train.jsonl", [&](const nlohmann::json& j, std::size_t) {
+      if (!j.contains("outcomes") || !j["outcomes"].is_object()) return;
+      for (std::size_t m = 0; m < names.size(); ++m) {
+        const auto it = j["outcomes"].find(names[m]);
+        if (it == j["outcomes"].end() || !it->is_object()) continue;
+        const auto cost = it->value("cost", nlohmann::json());
+        if (cost.is_number()) sum[m] += cost.get<double>(), count[m] += 1;
+        const auto quality = it->value("quality", nlohmann::json());
+        if (quality.is_number()) q_sum[m] += quality.get<double>(), q_count[m] += 1;
+      }
+    });
+  }
+  std::vector<double> cost(names.size());
+  bool all_known = true;
+  for (std::size_t m = 0; m < names.size(); ++m) {
+    cost[m] = count[m] > 0 ? sum[m] / count[m] : listed[m];
+    all_known &= std::isfinite(cost[m]);
+  }
+  std::vector<std::size_t> order(names.size());
+  std::iota(order.begin(), order.end(), 0);
+  if (all_known) std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return cost[a] < cost[b]; });
+  Ladder ladder;
+  double best_quality = -1;
+  for (std::size_t m : order) {
+    const double quality = q_count[m] > 0 ? q_sum[m] / q_count[m] : -1;
+    if (frontier && all_known && quality <= best_quality) {
+      ladder.dropped.push_back(names[m]);
+      continue;
+    }
+    best_quality = std::max(best_quality, quality);
+    ladder.models.push_back(names[m]);
+    ladder.cost.push_back(cost[m]);
+  }
+  // Every models.json name stays known to load_outcomes, which drops the left-off models' trials.
+
+  ladder.max_privacy.assign(ladder.models.size(), 3);
+  return ladder;
+}
+
+std::vector<Outcome> load_outcomes(const std::string& path, const Ladder& ladder) {
+  std::unordered_map<std::string, std::size_t> index;
+  for (std::size_t m = 0; m < ladder.models.size(); ++m) index[ladder.models[m]] = m;
+  std::vector<Outcome> out;
+  for_each_row(path, [&](const nlohmann::json& j, std::size_t line_no) {
+    auto fail = [&](const std::string& why) { throw Error(path + ":" + std::to_string(line_no) + ": " + why); };
+    if (!j.contains("query") || !j["query"].is_string()) fail("\"query\" must be a string");
+    if (!j.contains("outcomes") || !j["outcomes"].is_object()) fail("\"outcomes\" must be an object");
+    Outcome o;
+    o.id = j.contains("id") && j["id"].is_string() ? j["id"].get<std::string>() : std::to_string(line_no);
+    o.task = j.contains("task") && j["task"].is_string() ? j["task"].get<std::string>() : "";
+    o.signals.query.text = j["query"];
+    for (const auto& [name, r] : j["outcomes"].items()) {
+      const auto it = index.find(name);
+      if (it == index.end()) {
+        if (std::find(ladder.dropped.begin(), ladder.dropped.end(), name) != ladder.dropped.end()) continue;
+        fail("model \"" + name + "\" is not in the ladder");
+      }
+      if (!r.is_object() || !r.contains("quality") || !r["quality"].is_number())
+        fail("\"" + name + "\" needs a numeric quality");
+      Trial t;
+      t.model = it->second;
+      t.quality = r["quality"].get<double>();
+      if (!(t.quality >= 0 && t.quality <= 1)) fail("quality of \"" + name + "\" is outside [0, 1]");
+      if (r.contains("cost") && !r["cost"].is_null()) {
+        if (!r["cost"].is_number() || !(r["cost"].get<double>() >= 0))
+          fail("cost of \"" + name + "\" must be ≥ 0 or null");
+        t.cost = r["cost"].get<double>();
+      }
+      if (r.contains("latency_ms") && r["latency_ms"].is_number()) t.latency_ms = r["latency_ms"].get<double>();
+      if (r.contains("context_bin") && r["context_bin"].is_number_integer())
+        t.context_bin = r["context_bin"].get<int>();
+      if (r.contains("retrieval") && r["retrieval"].is_number_integer()) t.retrieval = r["retrieval"].get<int>();
+      if (t.context_bin >= static_cast<int>(ladder.context_bins.size()) || t.retrieval > 3) {
+        fail("context_bin or retrieval out of range for \"" + name + "\"");
+      }
+      o.trials.push_back(t);
+    }
+    out.push_back(std::move(o));
+  });
+  if (out.empty()) throw Error(path + ": no outcome records");
+  return out;
+}
+
+}  // namespace ruvllm::router

@@ -1,0 +1,286 @@
+// RouteLLM's evaluation (PGR, APGR, CPT) and the baselines the router must beat on the same
+// features: multinomial logistic regression, kNN, random and fixed choices.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "internal.h"
+
+namespace ruvllm::router {
+namespace {
+
+struct Table {  // per test row and model: quality and cost (of the model's best trial)
+  std::vector<const Outcome*> rows;
+  std::vector<double> quality, cost;
+  std::vector<int> label;
+};
+
+Table tabulate(const std::vector<Outcome>& test, const Ladder& ladder, double lambda, double mu) {
+  const std::size_t n = ladder.models.size();
+  Table t;
+  for (const Outcome& o : test) {
+    std::vector<double> q(n, -1), c(n, 0);
+    for (const Trial& tr : o.trials) {
+      if (tr.model >= n) throw Error("router: outcome " + o.id + " names a model outside the ladder");
+      if (tr.quality > q[tr.model]) q[tr.model] = tr.quality, c[tr.model] = std::isfinite(tr.cost) ? tr.cost : 0;
+    }
+    if (std::any_of(q.begin(), q.end(), [](double x) { return x < 0; })) continue;
+    t.rows.push_back(&o);
+    t.quality.insert(t.quality.end(), q.begin(), q.end());
+    t.cost.insert(t.cost.end(), c.begin(), c.end());
+    t.label.push_back(utility_label(o, ladder, lambda, mu));
+  }
+  if (t.rows.empty()) throw Error("router: no test outcome has a trial of every ladder model");
+  return t;
+}
+
+uint64_t fnv1a(const std::string& s, uint64_t seed) {
+  uint64_t h = 1469598103934665603ULL ^ seed;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+std::vector<int> labels_of(const std::vector<Outcome>& train, const Ladder& ladder, const TrainParams& p,
+                           std::vector<std::size_t>& used) {
+  std::vector<int> y;
+  for (std::size_t i = 0; i < train.size(); ++i) {
+    const int label = make_labels(train[i], ladder, p).model;
+    if (label < 0) continue;
+    y.push_back(label);
+    used.push_back(i);
+  }
+  if (y.empty()) throw Error("router: no training outcome has a trial of a ladder model");
+  return y;
+}
+
+}  // namespace
+
+Evaluation evaluate(const Policy& policy, const std::vector<Outcome>& test, const Ladder& ladder,
+                    double default_threshold, double lambda_latency, double mu_cost) {
+  const std::size_t n = ladder.models.size(), largest = n - 1;
+  const Table t = tabulate(test, ladder, lambda_latency, mu_cost);
+  const std::size_t rows = t.rows.size();
+  std::vector<float> p(rows * n);
+  for (std::size_t i = 0; i < rows; ++i) {
+    const std::vector<float> pi = policy.probabilities(*t.rows[i]);
+    if (pi.size() != n) throw Error("router: policy " + policy.name + " gave the wrong number of probabilities");
+    std::copy(pi.begin(), pi.end(), p.begin() + static_cast<std::ptrdiff_t>(i * n));
+  }
+  Evaluation e;
+  e.router = policy.name;
+  e.rows = rows;
+  auto point = [&](double threshold) {
+    OperatingPoint op{threshold, 0, 0, 0};
+    for (std::size_t i = 0; i < rows; ++i) {
+      const std::size_t m = tier_for(&p[i * n], n, threshold);
+      op.largest_share += m == largest;
+      op.quality += t.quality[i * n + m];
+      op.cost += t.cost[i * n + m];
+    }
+    op.largest_share /= static_cast<double>(rows);
+    op.quality /= static_cast<double>(rows);
+    op.cost /= static_cast<double>(rows);
+    return op;
+  };
+  const OperatingPoint at = point(default_threshold);
+  e.quality = at.quality;
+  e.cost = at.cost;
+  e.largest_share = at.largest_share;
+  double q_largest = 0, q_smallest = 0, correct = 0, labelled = 0;
+  for (std::size_t i = 0; i < rows; ++i) {
+    q_largest += t.quality[i * n + largest];
+    q_smallest += t.quality[i * n];
+    if (t.label[i] >= 0) {
+      labelled += 1;
+      correct += static_cast<int>(tier_for(&p[i * n], n, default_threshold)) == t.label[i];
+    }
+  }
+  q_largest /= static_cast<double>(rows);
+  q_smallest /= static_cast<double>(rows);
+  e.accuracy = labelled > 0 ? correct / labelled : 0;
+  e.regret = q_largest - e.quality;
+  for (int k = 0; k <= 50; ++k) e.curve.push_back(point(k / 50.0));
+  e.curve.push_back(point(1.0 + 1e-9));
+
+  if (n == 2 && q_largest != q_smallest) {
+    // Calls go to the strong model in descending P(strong); equal scores form one group whose
+    // quality moves linearly across it (the expectation over the order inside the group).
+    std::vector<std::size_t> order(rows);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return p[a * n + 1] > p[b * n + 1]; });
+    std::vector<double> share{0}, pgr{0};
+    double quality = q_smallest * static_cast<double>(rows);
+    for (std::size_t k = 0; k < rows;) {
+      std::size_t end = k;
+      while (end < rows && p[order[end] * n + 1] == p[order[k] * n + 1]) {
+        quality += t.quality[order[end] * n + 1] - t.quality[order[end] * n];
+        ++end;
+      }
+      k = end;
+      share.push_back(static_cast<double>(k) / static_cast<double>(rows));
+      pgr.push_back((quality / static_cast<double>(rows) - q_smallest) / (q_largest - q_smallest));
+    }
+    e.apgr = 0;
+    for (std::size_t k = 1; k < share.size(); ++k) e.apgr += (share[k] - share[k - 1]) * (pgr[k] + pgr[k - 1]) / 2;
+    auto cpt = [&](double target) {
+      for (std::size_t k = 1; k < share.size(); ++k) {
+        if (pgr[k] >= target) {
+          const double f = pgr[k] == pgr[k - 1] ? 1 : (target - pgr[k - 1]) / (pgr[k] - pgr[k - 1]);
+          return share[k - 1] + std::clamp(f, 0.0, 1.0) * (share[k] - share[k - 1]);
+        }
+      }
+      return 1.0;
+    };
+    e.cpt50 = cpt(0.5);
+    e.cpt80 = cpt(0.8);
+  }
+  return e;
+}
+
+Policy router_policy(std::shared_ptr<const Router> router) {
+  return {"fastgrnn" + std::string(router->quantized() ? " int8" : ""), [router](const Outcome& o) {
+            std::vector<float> p(router->ladder().models.size());
+            router->model_probabilities(router->features(o.signals), p.data());
+            return p;
+          }};
+}
+
+Policy logistic_policy(std::shared_ptr<const Router> features_from, const std::vector<Outcome>& train,
+                       const TrainParams& params) {
+  const std::size_t n = features_from->ladder().models.size(), F = kFeatures + 1;
+  std::vector<std::size_t> used;
+  const std::vector<int> y = labels_of(train, features_from->ladder(), params, used);
+  const std::vector<FeatureVector> all = features_from->training_features(train);
+  std::vector<double> w(n * F, 0.0), g(n * F), m1(n * F, 0.0), m2(n * F, 0.0);
+  std::vector<std::size_t> order(used.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(params.seed);
+  long step = 0;
+  double logits[kMaxTiers], prob[kMaxTiers];
+  for (int epoch = 0; epoch < params.epochs; ++epoch) {
+    for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[uniform_below(rng, i)]);
+    for (std::size_t start = 0; start < order.size(); start += params.batch) {
+      const std::size_t count = std::min(params.batch, order.size() - start);
+      for (std::size_t k = 0; k < n * F; ++k) g[k] = params.l2 * w[k];
+      for (std::size_t b = 0; b < count; ++b) {
+        const std::size_t r = order[start + b];
+        const FeatureVector& x = all[used[r]];
+        for (std::size_t m = 0; m < n; ++m) {
+          double s = w[m * F + kFeatures];
+          for (std::size_t f = 0; f < kFeatures; ++f) s += w[m * F + f] * x[f];
+          logits[m] = s;
+        }
+        const double hi = *std::max_element(logits, logits + n);
+        double sum = 0;
+        for (std::size_t m = 0; m < n; ++m) sum += prob[m] = std::exp(logits[m] - hi);
+        for (std::size_t m = 0; m < n; ++m) {
+          const double d = (prob[m] / sum - (static_cast<int>(m) == y[r] ? 1 : 0)) / static_cast<double>(count);
+          for (std::size_t f = 0; f < kFeatures; ++f) g[m * F + f] += d * x[f];
+          g[m * F + kFeatures] += d;
+        }
+      }
+      ++step;
+      const double c1 = 1 - std::pow(0.9, step), c2 = 1 - std::pow(0.999, step);
+      for (std::size_t k = 0; k < n * F; ++k) {
+        m1[k] = 0.9 * m1[k] + 0.1 * g[k];
+        m2[k] = 0.999 * m2[k] + 0.001 * g[k] * g[k];
+        w[k] -= params.learning_rate * (m1[k] / c1) / (std::sqrt(m2[k] / c2) + 1e-8);
+      }
+    }
+  }
+  return {"logistic regression", [features_from, w, n, F](const Outcome& o) {
+            const FeatureVector x = features_from->features(o.signals);
+            std::vector<float> p(n);
+            double logits[kMaxTiers], hi = -1e300, sum = 0;
+            for (std::size_t m = 0; m < n; ++m) {
+              double s = w[m * F + kFeatures];
+              for (std::size_t f = 0; f < kFeatures; ++f) s += w[m * F + f] * x[f];
+              hi = std::max(hi, logits[m] = s);
+            }
+            for (std::size_t m = 0; m < n; ++m) sum += logits[m] = std::exp(logits[m] - hi);
+            for (std::size_t m = 0; m < n; ++m) p[m] = static_cast<float>(logits[m] / sum);
+            return p;
+          }};
+}
+
+Policy knn_policy(std::shared_ptr<const Router> features_from, const std::vector<Outcome>& train,
+                  const TrainParams& params, std::size_t k) {
+  const std::size_t n = features_from->ladder().models.size();
+  std::vector<std::size_t> used;
+  const std::vector<int> y = labels_of(train, features_from->ladder(), params, used);
+  const std::vector<FeatureVector> all = features_from->training_features(train);
+  std::vector<FeatureVector> X;
+  for (std::size_t i : used) X.push_back(all[i]);
+  k = std::clamp<std::size_t>(k, 1, X.size());
+  return {"kNN (k=" + std::to_string(k) + ")", [features_from, X, y, n, k](const Outcome& o) {
+            const FeatureVector q = features_from->features(o.signals);
+            double qn = 0;
+            for (float v : q) qn += static_cast<double>(v) * v;
+            std::vector<std::pair<double, std::size_t>> sim(X.size());
+            for (std::size_t i = 0; i < X.size(); ++i) {
+              double d = 0, xn = 0;
+              for (std::size_t f = 0; f < kFeatures; ++f)
+                d += static_cast<double>(q[f]) * X[i][f], xn += static_cast<double>(X[i][f]) * X[i][f];
+              sim[i] = {qn > 0 && xn > 0 ? d / std::sqrt(qn * xn) : 0, i};
+            }
+            std::partial_sort(sim.begin(), sim.begin() + static_cast<std::ptrdiff_t>(k), sim.end(),
+                              [](const auto& a, const auto& b) {
+                                return a.first > b.first || (a.first == b.first && a.second < b.second);
+                              });
+            std::vector<float> p(n, 0.5f);  // add-½ smoothing
+            for (std::size_t j = 0; j < k; ++j) p[static_cast<std::size_t>(y[sim[j].second])] += 1;
+            const float total = static_cast<float>(k) + 0.5f * static_cast<float>(n);
+            for (float& v : p) v /= total;
+            return p;
+          }};
+}
+
+Policy random_policy(const Ladder& ladder, uint64_t seed) {
+  const std::size_t n = ladder.models.size();
+  return {"random", [n, seed](const Outcome& o) {
+            // A uniform point of the simplex, fixed per outcome id: the same row gets the same draw.
+            std::mt19937_64 rng(fnv1a(o.id + "\n" + o.signals.query.text, seed));
+            std::vector<float> p(n);
+            double sum = 0;
+            std::vector<double> e(n);
+            for (std::size_t m = 0; m < n; ++m) {
+              sum += e[m] = -std::log((static_cast<double>(rng() >> 11) + 0.5) * 0x1.0p-53);
+            }
+            for (std::size_t m = 0; m < n; ++m) p[m] = static_cast<float>(e[m] / sum);
+            return p;
+          }};
+}
+
+Policy fixed_policy(std::size_t model, const Ladder& ladder) {
+  const std::size_t n = ladder.models.size();
+  if (model >= n) throw Error("router: fixed policy model outside the ladder");
+  return {"always " + ladder.models[model], [n, model](const Outcome&) {
+            std::vector<float> p(n, 0.0f);
+            p[model] = 1;
+            return p;
+          }};
+}
+
+double calibrate(const Router& router, const std::vector<Outcome>& reference, double largest_share) {
+  if (reference.empty()) throw Error("router: calibration needs reference queries");
+  if (!(largest_share >= 0 && largest_share <= 1)) throw Error("router: the target share must be in [0, 1]");
+  const std::size_t n = router.ladder().models.size();
+  std::vector<float> p(reference.size() * n);
+  for (std::size_t i = 0; i < reference.size(); ++i) {
+    router.model_probabilities(router.features(reference[i].signals), &p[i * n]);
+  }
+  auto share = [&](double threshold) {
+    std::size_t count = 0;
+    for (std::size_t i = 0; i < reference.size(); ++i) count += tier_for(&p[i * n], n, threshold) == n - 1;
+    return static_cast<double>(count) / static_cast<double>(reference.size());
+  };
+  // share() falls as the threshold rises: the largest threshold that still reaches the target.
+  double lo = 0, hi = 1 + 1e-9;
+  for (int it = 0; it < 60; ++it) {
+    const double mid = (lo + hi) / 2;
+    (share(mid) >= largest_share ? lo : hi) = mid;
+  }
+  return lo;
+}
+
+}  // namespace ruvllm::router

@@ -1,0 +1,79 @@
+// Shared inside the router room: the feature fit, the parameter layout and the compiled weights.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "ruvllm/router.h"
+
+namespace ruvllm::router {
+
+constexpr std::size_t kDomains = 16, kClusters = 4, kPca = 8, kMaxTiers = 16, kRetrievalHeads = 4;
+// The historical-accuracy table is kept per fine cell of query space (finer than the 16 domains
+// the features expose: MMLU alone has 57 subjects whose model gaps differ).
+constexpr std::size_t kAccuracyCells = 128;
+
+// What feature extraction learns from training data; saved with the model.
+struct FeatureFit {
+  std::size_t dim = 0;                               // embedding dimension (0 = no embeddings seen)
+  std::vector<float> centre;                         // dim: mean embedding (PCA centring)
+  std::vector<float> pca;                            // kPca × dim, orthonormal rows
+  std::vector<float> domains, clusters;              // kDomains / kClusters × dim, unit centroids
+  std::vector<float> cells;                          // kAccuracyCells × dim, unit centroids
+  std::vector<double> accuracy_sum, accuracy_count;  // kAccuracyCells × kMaxTiers quality sums and counts
+  std::vector<float> shift, scale;                   // kFeatures: normalised = (raw − shift) · scale
+};
+
+// Raw (un-normalised) features. `leave_out`: a training outcome whose own trials are removed from
+// the historical-accuracy table (so a training row never sees its own label).
+FeatureVector raw_features(const FeatureFit& fit, const Signals& s, const Outcome* leave_out = nullptr);
+FeatureVector normalise(const FeatureFit& fit, const FeatureVector& raw);
+// Fits PCA, clusters and the accuracy table, then the normalisation on the training rows' features.
+FeatureFit fit_features(const std::vector<Outcome>& outcomes, std::size_t tiers, uint64_t seed);
+// Training rows' normalised features (leave-one-out accuracy), in order.
+std::vector<FeatureVector> training_features(const FeatureFit& fit, const std::vector<Outcome>& outcomes);
+std::size_t nearest(const std::vector<float>& centroids, std::size_t k, const std::vector<float>& v);
+
+// Where each parameter lives in the flat θ.
+struct Layout {
+  std::size_t D, H, rw, ru, T, N, C;  // chunk = D: inputs per step
+  std::size_t W1, W2, U1, U2, bz, bh, zeta, nu;
+  std::size_t Am, am, Ac, ac, Ar, ar, wt, bt, wp, bp, wc, bc, total;
+  Layout(const RouterShape& s, std::size_t models, std::size_t context_bins);
+};
+
+inline std::array<double, kMaxTiers> nan_tiers() {
+  std::array<double, kMaxTiers> a;
+  a.fill(std::numeric_limits<double>::quiet_NaN());
+  return a;
+}
+
+struct Labels {
+  int model = -1, context = -1, retrieval = -1;  // -1 = masked
+  double temperature = std::numeric_limits<double>::quiet_NaN(), top_p = std::numeric_limits<double>::quiet_NaN();
+  std::array<double, kMaxTiers> quality = nan_tiers();  // best quality per model, NaN = no trial
+  double best_quality = -1;
+  double margin = 0;  // best U − second best U: the curriculum's clarity
+};
+Labels make_labels(const Outcome& o, const Ladder& ladder, const TrainParams& p);
+
+struct Router::Impl {
+  FeatureFit fit;
+  bool fitted = false;
+  bool context_trained = false, retrieval_trained = false, sampling_trained = false;
+  // Float copies of θ for decide(), and the int8 versions (per-row scale) after quantize().
+  std::vector<float> f;
+  std::vector<int8_t> q;
+  std::vector<float> row_scale;             // one per quantised row, in layout order
+  std::array<std::size_t, 10> scale_row{};  // first row_scale entry of each matrix
+};
+
+void compile(const Layout& L, const std::vector<double>& theta, bool quantize, Router::Impl& impl);
+
+double normal(std::mt19937_64& rng);  // Box–Muller: the same numbers on every standard library
+uint64_t uniform_below(std::mt19937_64& rng, uint64_t n);
+
+}  // namespace ruvllm::router

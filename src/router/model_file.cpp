@@ -1,0 +1,229 @@
+// The router file: one versioned JSON document with the ladder, the shape, the operating point,
+// the feature fit and the parameters (doubles, written so that they read back bit for bit).
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "internal.h"
+
+namespace ruvllm::router {
+namespace {
+
+constexpr const char* kFormat = "ruvllm-router";
+constexpr int kVersion = 1;
+
+nlohmann::json nan_as_null(const std::vector<double>& v) {
+  nlohmann::json a = nlohmann::json::array();
+  for (double x : v) a.push_back(std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr));
+  return a;
+}
+
+template <typename T>
+std::vector<T> numbers(const nlohmann::json& j, const char* key, std::size_t expected, bool allow_null = false) {
+  if (!j.contains(key) || !j[key].is_array()) throw Error(std::string("router file: \"") + key + "\" must be an array");
+  const auto& a = j[key];
+  if (expected != SIZE_MAX && a.size() != expected) {
+    throw Error(std::string("router file: \"") + key + "\" has " + std::to_string(a.size()) + " values, expected " +
+                std::to_string(expected));
+  }
+  std::vector<T> out;
+  out.reserve(a.size());
+  for (const auto& v : a) {
+    if (allow_null && v.is_null()) {
+      out.push_back(std::numeric_limits<T>::quiet_NaN());
+      continue;
+    }
+    if (!v.is_number()) throw Error(std::string("router file: \"") + key + "\" holds a value that is not a number");
+    const double x = v.get<double>();
+    if (!std::isfinite(x)) throw Error(std::string("router file: \"") + key + "\" holds a non-finite value");
+    out.push_back(static_cast<T>(x));
+  }
+  return out;
+}
+
+std::size_t whole(const nlohmann::json& j, const char* key, std::size_t lo, std::size_t hi) {
+  if (!j.contains(key) || !j[key].is_number_unsigned()) {
+    throw Error(std::string("router file: \"") + key + "\" must be a whole number");
+  }
+  const auto v = j[key].get<uint64_t>();
+  if (v < lo || v > hi) throw Error(std::string("router file: \"") + key + "\" is out of range");
+  return static_cast<std::size_t>(v);
+}
+
+int64_t file_stamp(const std::string& path) {
+  std::error_code ec;
+  const auto t = std::filesystem::last_write_time(path, ec);
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) return 0;
+  return static_cast<int64_t>(t.time_since_epoch().count()) ^ (static_cast<int64_t>(size) << 1);
+}
+
+}  // namespace
+
+void Router::save(const std::string& path) const {
+  nlohmann::json j;
+  j["format"] = kFormat;
+  j["version"] = kVersion;
+  j["ladder"] = {{"models", ladder_.models},
+                 {"cost", nan_as_null(ladder_.cost)},
+                 {"max_privacy", ladder_.max_privacy},
+                 {"context_bins", ladder_.context_bins},
+                 {"dropped", ladder_.dropped}};
+  j["shape"] = {
+      {"hidden", shape_.hidden}, {"rank_w", shape_.rank_w}, {"rank_u", shape_.rank_u}, {"steps", shape_.steps}};
+  j["threshold"] = threshold;
+  j["confidence_floor"] = confidence_floor;
+  j["quantized"] = quantized_;
+  j["heads_trained"] = {{"context", impl_->context_trained},
+                        {"retrieval", impl_->retrieval_trained},
+                        {"sampling", impl_->sampling_trained}};
+  nlohmann::json names = nlohmann::json::array();
+  for (auto n : feature_names()) names.push_back(std::string(n));
+  j["feature_layout"] = names;
+  if (impl_->fitted) {
+    const FeatureFit& f = impl_->fit;
+    j["fit"] = {{"dim", f.dim},
+                {"centre", f.centre},
+                {"pca", f.pca},
+                {"domains", f.domains},
+                {"clusters", f.clusters},
+                {"cells", f.cells},
+                {"accuracy_sum", f.accuracy_sum},
+                {"accuracy_count", f.accuracy_count},
+                {"shift", f.shift},
+                {"scale", f.scale}};
+  }
+  j["theta"] = theta_;
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw Error("cannot write the router file " + path);
+    out << j.dump() << '\n';
+    if (!out.flush()) throw Error("cannot write the router file " + path);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);  // readers (hot reload) see the old or the new file, whole
+  if (ec) throw Error("cannot replace the router file " + path + ": " + ec.message());
+}
+
+Router Router::load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read the router file " + path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw Error(path + ": not a router file (malformed JSON)");
+  if (!j.contains("format") || j["format"] != kFormat) throw Error(path + ": not a router file (format)");
+  if (!j.contains("version") || !j["version"].is_number_integer())
+    throw Error(path + ": router file without a version");
+  if (j["version"].get<int>() > kVersion) {
+    throw Error(path + ": router file version " + std::to_string(j["version"].get<int>()) +
+                " is newer than this build reads (" + std::to_string(kVersion) + ")");
+  }
+  try {
+    if (!j.contains("ladder") || !j["ladder"].is_object() || !j.contains("shape") || !j["shape"].is_object()) {
+      throw Error("router file: \"ladder\" and \"shape\" must be objects");
+    }
+    const auto& jl = j["ladder"];
+    Ladder ladder;
+    if (!jl.contains("models") || !jl["models"].is_array())
+      throw Error("router file: ladder \"models\" must be an array");
+    for (const auto& m : jl["models"]) {
+      if (!m.is_string()) throw Error("router file: ladder models must be names");
+      ladder.models.push_back(m);
+    }
+    const std::size_t n = ladder.models.size();
+    ladder.cost = numbers<double>(jl, "cost", n, true);
+    ladder.max_privacy = numbers<int>(jl, "max_privacy", n);
+    ladder.context_bins = numbers<int>(jl, "context_bins", SIZE_MAX);
+    if (jl.contains("dropped")) {
+      if (!jl["dropped"].is_array()) throw Error("router file: ladder \"dropped\" must be an array of names");
+      for (const auto& m : jl["dropped"]) {
+        if (!m.is_string()) throw Error("router file: ladder \"dropped\" must be an array of names");
+        ladder.dropped.push_back(m);
+      }
+    }
+    const auto& js = j["shape"];
+    RouterShape shape{whole(js, "hidden", 1, 128), whole(js, "rank_w", 1, 64), whole(js, "rank_u", 1, 64),
+                      whole(js, "steps", 1, 8)};
+    Router r(ladder, shape);
+    const Layout L(shape, n, ladder.context_bins.size());
+    r.theta_ = numbers<double>(j, "theta", L.total);
+    for (const char* key : {"threshold", "confidence_floor"}) {
+      if (!j.contains(key) || !j[key].is_number() || !std::isfinite(j[key].get<double>())) {
+        throw Error(std::string("router file: \"") + key + "\" must be a finite number");
+      }
+    }
+    r.threshold = j["threshold"].get<double>();
+    r.confidence_floor = j["confidence_floor"].get<double>();
+    if (!j.contains("feature_layout") || !j["feature_layout"].is_array() || j["feature_layout"].size() != kFeatures) {
+      throw Error("router file: \"feature_layout\" must list 128 feature names");
+    }
+    for (std::size_t i = 0; i < kFeatures; ++i) {
+      if (j["feature_layout"][i] != std::string(feature_names()[i])) {
+        throw Error("router file: feature " + std::to_string(i) + " is \"" + j["feature_layout"][i].dump() +
+                    "\", this build computes \"" + std::string(feature_names()[i]) + "\"; retrain the router");
+      }
+    }
+    auto impl = std::make_shared<Impl>();
+    if (j.contains("fit")) {
+      const auto& jf = j["fit"];
+      FeatureFit& f = impl->fit;
+      f.dim = whole(jf, "dim", 0, 1 << 16);
+      f.centre = numbers<float>(jf, "centre", f.dim);
+      f.pca = numbers<float>(jf, "pca", f.dim ? kPca * f.dim : 0);
+      f.domains = numbers<float>(jf, "domains", f.dim ? kDomains * f.dim : 0);
+      f.clusters = numbers<float>(jf, "clusters", f.dim ? kClusters * f.dim : 0);
+      f.cells = numbers<float>(jf, "cells", f.dim ? kAccuracyCells * f.dim : 0);
+      f.accuracy_sum = numbers<double>(jf, "accuracy_sum", f.dim ? kAccuracyCells * kMaxTiers : 0);
+      f.accuracy_count = numbers<double>(jf, "accuracy_count", f.dim ? kAccuracyCells * kMaxTiers : 0);
+      f.shift = numbers<float>(jf, "shift", kFeatures);
+      f.scale = numbers<float>(jf, "scale", kFeatures);
+      impl->fitted = true;
+    }
+    if (j.contains("heads_trained") && j["heads_trained"].is_object()) {
+      impl->context_trained = j["heads_trained"].value("context", false);
+      impl->retrieval_trained = j["heads_trained"].value("retrieval", false);
+      impl->sampling_trained = j["heads_trained"].value("sampling", false);
+    }
+    r.quantized_ = j.value("quantized", false);
+    compile(L, r.theta_, r.quantized_, *impl);
+    r.impl_ = std::move(impl);
+    return r;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": malformed router file: " + e.what());
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+}
+
+RouterHandle::RouterHandle(std::string path)
+    : path_(std::move(path)), router_(std::make_shared<const Router>(Router::load(path_))), stamp_(file_stamp(path_)) {}
+
+std::shared_ptr<const Router> RouterHandle::get() const {
+  std::lock_guard lock(mutex_);
+  return router_;
+}
+
+bool RouterHandle::reload_if_changed(std::string* error) {
+  const int64_t stamp = file_stamp(path_);
+  {
+    std::lock_guard lock(mutex_);
+    if (stamp == stamp_) return false;
+  }
+  try {
+    auto fresh = std::make_shared<const Router>(Router::load(path_));
+    std::lock_guard lock(mutex_);
+    router_ = std::move(fresh);
+    stamp_ = stamp;
+    return true;
+  } catch (const Error& e) {  // keep serving the old router; say why the new file was refused
+    if (error) *error = e.what();
+    std::lock_guard lock(mutex_);
+    stamp_ = stamp;  // do not retry a bad file on every request; a newer write changes the stamp
+    return false;
+  }
+}
+
+}  // namespace ruvllm::router
