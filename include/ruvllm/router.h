@@ -89,9 +89,10 @@ struct Ladder {
 
 // `dir`/models.json + `dir`/<split>.jsonl in the schema of ../shared/data/router. The ladder is
 // ordered by mean training cost when costs are known, else as models.json lists it. `frontier`
-// keeps only the models no cheaper model beats on mean training quality (escalating to a dearer,
-// worse model never pays). Throws Error with file:line for malformed rows, models outside
-// models.json or qualities outside [0, 1]; trials of models left off the ladder are dropped.
+// keeps only the models better on mean training quality than every cheaper model (escalating to a
+// dearer model that is no better never pays; a model without quality records stays). Throws Error with file:line for
+// malformed rows, models outside models.json or qualities outside [0, 1]; trials of models left off the ladder are
+// dropped.
 Ladder load_ladder(const std::string& dir, bool frontier = false);
 std::vector<Outcome> load_outcomes(const std::string& path, const Ladder& ladder);
 
@@ -173,7 +174,8 @@ class Router {
   bool quantized() const { return quantized_; }
   std::size_t weight_bytes() const;  // of the network as decide() uses it (int8 or float32)
 
-  // Flat parameters and the training loss with its gradient (for tests and diagnostics).
+  // Flat parameters and the training loss with its gradient (for tests and diagnostics). decide()
+  // reads weights compiled from them: after editing parameters(), call quantize(quantized()).
   std::vector<double>& parameters() { return theta_; }
   const std::vector<double>& parameters() const { return theta_; }
   double loss(const std::vector<Outcome>& outcomes, const TrainParams& params, std::vector<double>* gradient) const;

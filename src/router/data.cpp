@@ -78,10 +78,11 @@ Ladder load_ladder(const std::string& dir, bool frontier) {
   std::iota(order.begin(), order.end(), 0);
   if (all_known) std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return cost[a] < cost[b]; });
   Ladder ladder;
-  double best_quality = -1;
+  double best_quality = -std::numeric_limits<double>::infinity();
   for (std::size_t m : order) {
-    const double quality = q_count[m] > 0 ? q_sum[m] / q_count[m] : -1;
-    if (frontier && all_known && quality <= best_quality) {
+    // A model without quality records cannot be judged: it stays.
+    const double quality = q_count[m] > 0 ? q_sum[m] / q_count[m] : -std::numeric_limits<double>::infinity();
+    if (frontier && all_known && q_count[m] > 0 && quality <= best_quality) {
       ladder.dropped.push_back(names[m]);
       continue;
     }
@@ -124,13 +125,27 @@ std::vector<Outcome> load_outcomes(const std::string& path, const Ladder& ladder
           fail("cost of \"" + name + "\" must be ≥ 0 or null");
         t.cost = r["cost"].get<double>();
       }
-      if (r.contains("latency_ms") && r["latency_ms"].is_number()) t.latency_ms = r["latency_ms"].get<double>();
-      if (r.contains("context_bin") && r["context_bin"].is_number_integer())
-        t.context_bin = r["context_bin"].get<int>();
-      if (r.contains("retrieval") && r["retrieval"].is_number_integer()) t.retrieval = r["retrieval"].get<int>();
-      if (t.context_bin >= static_cast<int>(ladder.context_bins.size()) || t.retrieval > 3) {
-        fail("context_bin or retrieval out of range for \"" + name + "\"");
-      }
+      auto number = [&](const char* key, double lo, double hi, double& into) {
+        if (!r.contains(key) || r[key].is_null()) return;
+        if (!r[key].is_number() || !(r[key].get<double>() >= lo && r[key].get<double>() <= hi)) {
+          fail(std::string(key) + " of \"" + name + "\" must be a number in [" + std::to_string(lo) + ", " +
+               std::to_string(hi) + "]");
+        }
+        into = r[key].get<double>();
+      };
+      auto index_of = [&](const char* key, int count, int& into) {
+        if (!r.contains(key) || r[key].is_null()) return;
+        if (!r[key].is_number_integer() || r[key].get<int64_t>() < 0 || r[key].get<int64_t>() >= count) {
+          fail(std::string(key) + " of \"" + name + "\" must be a whole number in [0, " + std::to_string(count - 1) +
+               "]");
+        }
+        into = static_cast<int>(r[key].get<int64_t>());
+      };
+      number("latency_ms", 0, 1e9, t.latency_ms);
+      number("temperature", 0, 2, t.temperature);
+      number("top_p", 0, 1, t.top_p);
+      index_of("context_bin", static_cast<int>(ladder.context_bins.size()), t.context_bin);
+      index_of("retrieval", 4, t.retrieval);
       o.trials.push_back(t);
     }
     out.push_back(std::move(o));

@@ -390,10 +390,13 @@ double Router::loss(const std::vector<Outcome>& outcomes, const TrainParams& par
   const FeatureFit fit = impl_->fitted ? impl_->fit : fit_features(outcomes, ladder_.models.size(), params.seed);
   std::vector<FeatureVector> X;
   std::vector<Labels> Y;
-  for (const Outcome& o : outcomes) {
-    Labels y = make_labels(o, ladder_, params);
+  // Untrained: the features as training would see them (out of fold); trained: as decide() does.
+  const std::vector<FeatureVector> raw =
+      impl_->fitted ? std::vector<FeatureVector>{} : out_of_fold_features(fit, outcomes);
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    Labels y = make_labels(outcomes[i], ladder_, params);
     if (y.model < 0) continue;
-    X.push_back(normalise(fit, raw_features(fit, o.signals, impl_->fitted ? nullptr : &o)));
+    X.push_back(normalise(fit, impl_->fitted ? raw_features(fit, outcomes[i].signals) : raw[i]));
     Y.push_back(y);
   }
   if (X.empty()) throw Error("router: no outcome has a trial of a ladder model");

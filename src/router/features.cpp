@@ -268,7 +268,7 @@ std::size_t nearest(const std::vector<float>& centroids, std::size_t k, const st
   return best;
 }
 
-FeatureVector raw_features(const FeatureFit& fit, const Signals& s, const Outcome* leave_out) {
+FeatureVector raw_features(const FeatureFit& fit, const Signals& s) {
   FeatureVector f{};
   const std::string& text = s.query.text;
   if (common::first_invalid_utf8(text)) throw Error("router: the query is not valid UTF-8");
@@ -398,12 +398,7 @@ FeatureVector raw_features(const FeatureFit& fit, const Signals& s, const Outcom
         global_sum += fit.accuracy_sum[d * kMaxTiers + m];
         global_n += fit.accuracy_count[d * kMaxTiers + m];
       }
-      double sum = fit.accuracy_sum[domain * kMaxTiers + m], n = fit.accuracy_count[domain * kMaxTiers + m];
-      if (leave_out) {
-        for (const Trial& t : leave_out->trials) {
-          if (t.model == m) sum -= t.quality, n -= 1, global_sum -= t.quality, global_n -= 1;
-        }
-      }
+      const double sum = fit.accuracy_sum[domain * kMaxTiers + m], n = fit.accuracy_count[domain * kMaxTiers + m];
       if (global_n <= 0) continue;
       const double prior = global_sum / global_n;
       f[kAccuracy + m] = static_cast<float>((sum + kPriorCount * prior) / (std::max(0.0, n) + kPriorCount));
@@ -456,12 +451,11 @@ FeatureFit fit_features(const std::vector<Outcome>& outcomes, std::size_t tiers,
       }
     }
   }
-  // Normalisation from the training rows' raw features (each with its own label left out).
+  // Normalisation from the training rows' out-of-fold raw features.
   fit.shift.assign(kFeatures, 0.0f);
   fit.scale.assign(kFeatures, 1.0f);
   std::vector<double> mean(kFeatures, 0.0), sq(kFeatures, 0.0);
-  for (const Outcome& o : outcomes) {
-    const FeatureVector raw = raw_features(fit, o.signals, &o);
+  for (const FeatureVector& raw : out_of_fold_features(fit, outcomes)) {
     for (std::size_t i = 0; i < kFeatures; ++i) mean[i] += raw[i], sq[i] += static_cast<double>(raw[i]) * raw[i];
   }
   const double n = static_cast<double>(std::max<std::size_t>(outcomes.size(), 1));
@@ -474,10 +468,30 @@ FeatureFit fit_features(const std::vector<Outcome>& outcomes, std::size_t tiers,
   return fit;
 }
 
+std::vector<FeatureVector> out_of_fold_features(const FeatureFit& fit, const std::vector<Outcome>& outcomes) {
+  std::vector<FeatureVector> out(outcomes.size());
+  for (std::size_t fold = 0; fold < kFolds; ++fold) {
+    // The accuracy table without this fold's outcomes: a row never sees its own label, nor (with
+    // one row left out of a small cell) a value that moves against it.
+    FeatureFit without = fit;
+    for (std::size_t i = fold; i < outcomes.size() && !without.accuracy_sum.empty(); i += kFolds) {
+      const auto& e = outcomes[i].signals.query.embedding;
+      if (e.empty()) continue;
+      const std::size_t d = nearest(fit.cells, kAccuracyCells, e);
+      for (const Trial& t : outcomes[i].trials) {
+        if (t.model >= kMaxTiers) continue;
+        without.accuracy_sum[d * kMaxTiers + t.model] -= t.quality;
+        without.accuracy_count[d * kMaxTiers + t.model] -= 1;
+      }
+    }
+    for (std::size_t i = fold; i < outcomes.size(); i += kFolds) out[i] = raw_features(without, outcomes[i].signals);
+  }
+  return out;
+}
+
 std::vector<FeatureVector> training_features(const FeatureFit& fit, const std::vector<Outcome>& outcomes) {
-  std::vector<FeatureVector> out;
-  out.reserve(outcomes.size());
-  for (const Outcome& o : outcomes) out.push_back(normalise(fit, raw_features(fit, o.signals, &o)));
+  std::vector<FeatureVector> out = out_of_fold_features(fit, outcomes);
+  for (FeatureVector& f : out) f = normalise(fit, f);
   return out;
 }
 

@@ -27,13 +27,16 @@ struct FeatureFit {
   std::vector<float> shift, scale;                   // kFeatures: normalised = (raw − shift) · scale
 };
 
-// Raw (un-normalised) features. `leave_out`: a training outcome whose own trials are removed from
-// the historical-accuracy table (so a training row never sees its own label).
-FeatureVector raw_features(const FeatureFit& fit, const Signals& s, const Outcome* leave_out = nullptr);
+// Raw (un-normalised) features.
+FeatureVector raw_features(const FeatureFit& fit, const Signals& s);
+// Training rows' raw features with the accuracy slots out of fold: row i reads a table built
+// without fold i mod kFolds, so no row's slots depend on its own label.
+constexpr std::size_t kFolds = 5;
+std::vector<FeatureVector> out_of_fold_features(const FeatureFit& fit, const std::vector<Outcome>& outcomes);
 FeatureVector normalise(const FeatureFit& fit, const FeatureVector& raw);
 // Fits PCA, clusters and the accuracy table, then the normalisation on the training rows' features.
 FeatureFit fit_features(const std::vector<Outcome>& outcomes, std::size_t tiers, uint64_t seed);
-// Training rows' normalised features (leave-one-out accuracy), in order.
+// Training rows' normalised features (out-of-fold accuracy slots), in order.
 std::vector<FeatureVector> training_features(const FeatureFit& fit, const std::vector<Outcome>& outcomes);
 std::size_t nearest(const std::vector<float>& centroids, std::size_t k, const std::vector<float>& v);
 

@@ -1,5 +1,7 @@
 // The router file: one versioned JSON document with the ladder, the shape, the operating point,
 // the feature fit and the parameters (doubles, written so that they read back bit for bit).
+#include <sys/stat.h>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -52,14 +54,19 @@ std::size_t whole(const nlohmann::json& j, const char* key, std::size_t lo, std:
   return static_cast<std::size_t>(v);
 }
 
+// Identity of the file's current version: inode (save() renames a new file into place), device,
+// size and nanosecond mtime, hashed. Modification time alone misses two saves within one tick.
 int64_t file_stamp(const std::string& path) {
-  std::error_code ec;
-  const auto t = std::filesystem::last_write_time(path, ec);
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec) return 0;
-  return static_cast<int64_t>(t.time_since_epoch().count()) ^ (static_cast<int64_t>(size) << 1);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  uint64_t h = 1469598103934665603ULL;
+  for (uint64_t v :
+       {static_cast<uint64_t>(st.st_ino), static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_size),
+        static_cast<uint64_t>(st.st_mtim.tv_sec), static_cast<uint64_t>(st.st_mtim.tv_nsec)}) {
+    h = (h ^ v) * 1099511628211ULL;
+  }
+  return static_cast<int64_t>(h | 1);  // 0 means "no file"
 }
-
 }  // namespace
 
 void Router::save(const std::string& path) const {
