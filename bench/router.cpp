@@ -11,6 +11,7 @@
 #include "bench/bench.h"
 #include "bench/report.h"
 #include "ruvllm/embed.h"
+#include "ruvllm/pipeline.h"
 #include "ruvllm/router.h"
 
 namespace ruvllm::bench {
@@ -57,10 +58,7 @@ void run(const RouterBenchOptions& o) {
   std::vector<router::FeatureVector> features;
   for (auto& out : outcomes) {
     auto s = out.signals;
-    const auto e = embedder->embed(s.query.text);
-    s.query.embedding = e.vector;
-    s.query.tokens = e.tokens;
-    s.query.known_tokens = e.known;
+    s.query = pipeline::query_signals(*embedder, s.query.text);
     features.push_back(as_float->features(s));
     signals.push_back(std::move(s));
   }
@@ -81,11 +79,7 @@ void run(const RouterBenchOptions& o) {
     std::size_t i = 0;
     for (auto _ : st) {
       router::Signals s;
-      s.query.text = signals[i++ % n].query.text;
-      const auto e = embedder->embed(s.query.text);
-      s.query.embedding = e.vector;
-      s.query.tokens = e.tokens;
-      s.query.known_tokens = e.known;
+      s.query = pipeline::query_signals(*embedder, signals[i++ % n].query.text);
       benchmark::DoNotOptimize(as_int8->decide(s));
     }
   });

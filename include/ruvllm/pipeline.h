@@ -9,6 +9,7 @@
 
 #include "ruvllm/attention.h"
 #include "ruvllm/memory.h"
+#include "ruvllm/router.h"
 
 namespace ruvllm::pipeline {
 
@@ -54,5 +55,10 @@ LabelledRetrieval retrieve_labelled(const memory::Memory& memory, const Labelled
 // source count once, at their best rank): the share of the gold sources among the first k.
 double source_recall(const LabelledRetrieval& r, const std::vector<std::string>& gold_sources,
                      const std::vector<double>& score, std::size_t k);
+
+// ---- routing -------------------------------------------------------------------------------------
+
+// The router's query signals: the text, its embedding and token counts from `embedder`.
+router::QuerySignals query_signals(const embed::Embedder& embedder, std::string text);
 
 }  // namespace ruvllm::pipeline

@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "progress.h"
 #include "ruvllm/embed.h"
+#include "ruvllm/pipeline.h"
 #include "ruvllm/router.h"
 
 namespace ruvllm::cli {
@@ -46,12 +47,7 @@ void embed_queries(std::vector<router::Outcome>& outcomes, const embed::Embedder
   ProgressBar bar;
   std::size_t done = 0;
   for (auto& o : outcomes) {
-    auto& q = o.signals.query;
-    q.text = query_view(q.text, view);
-    const auto e = embedder.embed(q.text);
-    q.embedding = e.vector;
-    q.tokens = e.tokens;
-    q.known_tokens = e.known;
+    o.signals.query = pipeline::query_signals(embedder, query_view(o.signals.query.text, view));
     bar(static_cast<double>(++done) / static_cast<double>(outcomes.size()));
   }
 }
@@ -251,11 +247,7 @@ void inspect(const InspectOptions& o) {
   if (o.query.empty()) return;
   const auto embedder = open_embedder(o.data);
   router::Signals sig;
-  sig.query.text = o.query;
-  const auto e = embedder->embed(o.query);
-  sig.query.embedding = e.vector;
-  sig.query.tokens = e.tokens;
-  sig.query.known_tokens = e.known;
+  sig.query = pipeline::query_signals(*embedder, o.query);
   const auto x = r.features(sig);
   const auto d = r.decide(x, sig.system);
   std::vector<float> p(r.ladder().models.size());
