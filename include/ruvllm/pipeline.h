@@ -1,13 +1,24 @@
-// ruvllm/pipeline.h — the orchestrator: one request through embed → retrieve → attend → (route →
-// build context → generate → write back). This first part is the retrieval stage that the graph
-// stage, its benchmark and its training share; the rest of the flow joins it here.
+// ruvllm/pipeline.h — the orchestrator: one request through embed → retrieve → attend → route →
+// build context → generate → write back, every stage timed, one JSONL row per request.
+//
+// Configuration is one TOML file (docs/config.md lists every key with its default); the Pipeline
+// owns the engine, the memory, the router and the request log that the file names. The server and
+// the CLI only translate to and from Request / Response.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <stop_token>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ruvllm/attention.h"
+#include "ruvllm/llm.h"
 #include "ruvllm/memory.h"
 #include "ruvllm/router.h"
 
@@ -34,6 +45,9 @@ struct Retrieved {
 // score 1/(1+rank), depth, type, age and confidence; per edge its relation, weight, confidence and
 // age. Throws memory::Error / embed::Error for bad input (invalid UTF-8, ...).
 Retrieved retrieve(const memory::Memory& memory, const std::string& query, const RetrieveParams& params = {});
+// The same with the query's vector already computed (empty = none): the pipeline embeds once.
+Retrieved retrieve(const memory::Memory& memory, const std::string& query, std::vector<float> query_vector,
+                   const RetrieveParams& params);
 
 // ---- labelled questions (training and evaluating the graph stage) ------------------------------
 
@@ -60,5 +74,144 @@ double source_recall(const LabelledRetrieval& r, const std::vector<std::string>&
 
 // The router's query signals: the text, its embedding and token counts from `embedder`.
 router::QuerySignals query_signals(const embed::Embedder& embedder, std::string text);
+
+// ---- configuration ------------------------------------------------------------------------------
+
+class Error : public std::runtime_error {  // bad configuration or request; the message says what
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::vector<std::string> api_keys;     // Bearer tokens; empty = no authentication
+  std::size_t max_body_bytes = 1 << 20;  // larger bodies: 413
+  int max_tokens = 1024;                 // per request; more: 400
+  double request_timeout_s = 300;        // generation is cancelled after this
+  std::size_t max_queue = 32;            // requests in flight; beyond: 429 with Retry-After
+  int threads = 8;                       // HTTP worker threads
+};
+
+struct Config {
+  std::vector<llm::ModelSpec> models;  // [[model]] tables: the ladder, cheapest first
+  std::string default_model;           // routing off, or the naive flow; "" = the last model
+  llm::LoadMode load_mode = llm::LoadMode::read;
+  int threads = 0, gpu_layers = 0, context = 4096, parallel = 4;
+
+  std::string data_dir = "ruvllm-data";  // memory.sqlite, requests.jsonl, feedback.jsonl live here
+  std::string memory_path;               // "" = data_dir/memory.sqlite
+  std::string word_vectors;              // "" = the default GloVe table
+  RetrieveParams retrieve;
+  std::string scorer = "pagerank";  // retrieval, pagerank, attention (needs attention_file)
+  std::string attention_file;
+
+  std::string router_file;                           // "" = routing off: every request → default_model
+  std::map<std::string, std::string> router_models;  // router ladder name → model name (else the same)
+  std::optional<double> router_threshold;            // overrides the file's calibrated threshold
+  double confidence_floor = 0;
+
+  std::string system_prompt = "You are a helpful assistant. Answer from the context when it helps.";
+  std::size_t max_docs = 8, max_context_tokens = 1024;
+  int max_tokens = 256;
+  llm::Sampling sampling;  // temperature and top_p are the router's when it routes
+
+  std::string request_log;          // "" = data_dir/requests.jsonl; "off" = none
+  bool writeback = false;           // query/answer nodes with `derived` edges (off until quality gating)
+  std::size_t cache_entries = 256;  // response cache; 0 = off
+  ServerConfig server;
+};
+
+struct ConfigIssue {
+  std::string key;  // e.g. "server.port", "model[1].path"
+  std::string message;
+};
+
+// Reads `path` ("" = defaults only), then environment overrides RUVLLM_<SECTION>_<KEY> (for example
+// RUVLLM_SERVER_PORT=9000). Throws Error listing every issue, each with its key.
+Config load_config(const std::string& path);
+// Everything load_config would complain about, plus what only the disk can say (missing model,
+// router or attention files, router models not on the ladder). Empty = fine.
+std::vector<ConfigIssue> check_config(const std::string& path);
+std::vector<ConfigIssue> check_config(const Config& config);
+std::string default_config_toml();  // every key with its default, commented
+
+// ---- one request ----------------------------------------------------------------------------------
+
+enum class Flow {
+  routed,  // route → retrieval strategy, context size, model and sampling from the router
+  naive,   // the baseline: default model, plain dense top-k (k = max_docs), no router, no graph
+};
+
+struct Request {
+  std::string query;                         // the user's turn, UTF-8, not empty
+  std::vector<llm::ChatMessage> history;     // earlier turns, as sent (Response::user_turn)
+  std::string model = "auto";                // "auto" = routed; a model name bypasses the router
+  std::optional<std::string> system_prompt;  // replaces the configured system prompt
+  Flow flow = Flow::routed;
+  std::optional<int> max_tokens;
+  std::optional<float> temperature, top_p;
+  std::optional<uint32_t> seed;
+  std::vector<std::string> stop;
+  router::SystemSignals constraints;  //: latency budget, device, privacy, high risk
+  std::string user;                   // hashed before it is logged
+  bool use_cache = true, ignore_eos = false;
+  std::function<bool(std::string_view)> on_text;  // streaming; return false to stop
+  std::stop_token cancel;
+};
+
+struct ContextBlock {
+  std::string node_id, title, type, text;
+  double score = 0;
+};
+
+struct StageTimes {  // microseconds
+  int64_t embed = 0, search = 0, expand = 0, attend = 0, route = 0, context = 0;
+  int64_t llm = 0, ttft = 0, writeback = 0, total = 0;
+  int64_t non_llm() const { return total - llm - writeback; }
+};
+
+struct Response {
+  std::string request_id, answer, model, user_turn;  // user_turn: the query with its context, as sent
+  bool routed = false, cache_hit = false, generated_weights = false;
+  router::RouteDecision decision;
+  std::vector<float> features;  // the router's 128, when it ran
+  std::vector<ContextBlock> context;
+  std::size_t retrieved = 0;  // candidates the search returned
+  double distance_mean = 0, distance_std = 0, attention_entropy = 0;
+  int prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
+  llm::Finish finish = llm::Finish::stop;
+  StageTimes times;
+};
+
+class Pipeline {
+ public:
+  // Opens the memory, the router and the request log; models load on first use. Throws Error.
+  explicit Pipeline(Config config);
+  ~Pipeline();  // shutdown()
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Thread-safe. Throws Error for bad input (empty or invalid UTF-8 query, unknown model, ...),
+  // llm::Error when generation fails. A cancelled request returns finish = cancelled.
+  Response run(Request request);
+  // Stores feedback for a logged request (feedback.jsonl). Throws Error for an unknown request id
+  // or a score outside [0, 1].
+  void feedback(const std::string& request_id, std::optional<double> score, const std::string& label);
+
+  const Config& config() const;
+  memory::Memory& memory();  // writes through it must be followed by invalidate()
+  llm::Engine& engine();
+  const embed::Embedder& embedder() const;
+  void invalidate(const std::vector<std::string>& node_ids);  // drops cached answers that used them
+  void invalidate_all();
+  std::size_t in_flight() const;
+  // Waits for in-flight requests, flushes the log, saves the memory index. Idempotent.
+  void shutdown();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace ruvllm::pipeline

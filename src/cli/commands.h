@@ -10,5 +10,6 @@ void add_generate_command(CLI::App& app);    // generate: one prompt through the
 void add_memory_commands(CLI::App& app);     // ingest; memory stats | search | get | add | link | delete | vacuum
 void add_attention_commands(CLI::App& app);  // attention train
 void add_router_commands(CLI::App& app);     // router train | eval | calibrate | inspect
+void add_pipeline_commands(CLI::App& app);   // config check | show, ask, chat, serve
 
 }  // namespace ruvllm::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   ruvllm::cli::add_memory_commands(app);
   ruvllm::cli::add_attention_commands(app);
   ruvllm::cli::add_router_commands(app);
+  ruvllm::cli::add_pipeline_commands(app);
   ruvllm::bench::add_bench_commands(app);
   try {
     app.parse(argc, argv);

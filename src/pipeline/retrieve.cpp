@@ -22,6 +22,14 @@ double days_between(int64_t now_ms, int64_t then_ms) {
 }  // namespace
 
 Retrieved retrieve(const memory::Memory& memory, const std::string& query, const RetrieveParams& params) {
+  std::vector<float> vector;
+  // Embedded in every mode: lexical search ignores the vector, attention's features use it.
+  if (memory.embedder()) vector = memory.embedder()->embed(query).vector;
+  return retrieve(memory, query, std::move(vector), params);
+}
+
+Retrieved retrieve(const memory::Memory& memory, const std::string& query, std::vector<float> query_vector,
+                   const RetrieveParams& params) {
   if (params.candidates == 0) throw memory::Error("retrieve: candidates must be positive");
   if (params.seeds == 0 || params.seeds > params.candidates)
     throw memory::Error("retrieve: seeds must be in [1, candidates]");
@@ -29,8 +37,7 @@ Retrieved retrieve(const memory::Memory& memory, const std::string& query, const
   const auto t0 = Clock::now();
   memory::SearchQuery sq;
   sq.text = query;
-  // Embedded in every mode: lexical search ignores the vector, attention's features use it.
-  if (memory.embedder()) sq.vector = memory.embedder()->embed(query).vector;
+  sq.vector = std::move(query_vector);
   r.graph.query = sq.vector;
   sq.k = params.candidates;
   sq.mode = params.mode;

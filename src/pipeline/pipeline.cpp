@@ -1,0 +1,706 @@
+// The orchestrator: one request through embed → retrieve → attend → route → build context →
+// generate → write back, every stage timed, one JSONL row per request.
+#include <sys/sysinfo.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <list>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/utf8.h"
+#include "ruvllm/embed.h"
+#include "ruvllm/pipeline.h"
+
+namespace ruvllm::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+int64_t micros_since(Clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string iso8601_now() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+uint64_t fnv1a(std::string_view s, uint64_t h = 1469598103934665603ULL) {
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+std::string hex64(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// Lower case, whitespace runs collapsed, ends trimmed: "What is X ?" and "what  is x ?" share a key.
+std::string normalise_query(std::string_view q) {
+  std::string out;
+  bool space = false;
+  for (unsigned char c : q) {
+    if (std::isspace(c)) {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out += ' ';
+    space = false;
+    out += static_cast<char>(std::tolower(c));
+  }
+  return out;
+}
+
+const char* flow_name(Flow f) { return f == Flow::naive ? "naive" : "routed"; }
+
+const char* retrieval_name(router::Retrieval r) {
+  switch (r) {
+    case router::Retrieval::none: return "none";
+    case router::Retrieval::dense: return "dense";
+    case router::Retrieval::hybrid: return "hybrid";
+    case router::Retrieval::hybrid_graph: return "hybrid_graph";
+  }
+  return "?";
+}
+
+double memory_available_gib() {
+  struct sysinfo si {};
+  if (sysinfo(&si) != 0) return 0;
+  return static_cast<double>(si.freeram + si.bufferram) * si.mem_unit / (1024.0 * 1024 * 1024);
+}
+
+// The response cache: LRU over answers keyed by the request's normalised query, settings and the
+// ids of the context it used; an entry dies when any of those nodes (or their edges) change.
+class ResponseCache {
+ public:
+  explicit ResponseCache(std::size_t capacity) : capacity_(capacity) {}
+
+  std::optional<Response> get(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    auto it = map_.find(key);
+    if (it == map_.end()) return std::nullopt;
+    order_.splice(order_.begin(), order_, it->second);
+    return it->second->response;
+  }
+
+  void put(const std::string& key, const Response& response) {
+    if (capacity_ == 0) return;
+    std::lock_guard lock(mutex_);
+    if (auto it = map_.find(key); it != map_.end()) erase(it->second);
+    order_.push_front({key, response});
+    map_[key] = order_.begin();
+    for (const auto& b : response.context) by_node_[b.node_id].insert(key);
+    while (map_.size() > capacity_) erase(std::prev(order_.end()));
+  }
+
+  void clear() {
+    std::lock_guard lock(mutex_);
+    order_.clear();
+    map_.clear();
+    by_node_.clear();
+  }
+
+  void invalidate(const std::vector<std::string>& node_ids) {
+    std::lock_guard lock(mutex_);
+    for (const auto& id : node_ids) {
+      auto it = by_node_.find(id);
+      if (it == by_node_.end()) continue;
+      const auto keys = it->second;
+      for (const auto& key : keys)
+        if (auto m = map_.find(key); m != map_.end()) erase(m->second);
+    }
+  }
+
+ private:
+  struct Entry {
+    std::string key;
+    Response response;
+  };
+  void erase(std::list<Entry>::iterator e) {
+    for (const auto& b : e->response.context) {
+      auto it = by_node_.find(b.node_id);
+      if (it == by_node_.end()) continue;
+      it->second.erase(e->key);
+      if (it->second.empty()) by_node_.erase(it);
+    }
+    map_.erase(e->key);
+    order_.erase(e);
+  }
+  std::size_t capacity_;
+  std::mutex mutex_;
+  std::list<Entry> order_;
+  std::unordered_map<std::string, std::list<Entry>::iterator> map_;
+  std::unordered_map<std::string, std::unordered_set<std::string>> by_node_;
+};
+
+}  // namespace
+
+struct Pipeline::Impl {
+  Config config;
+  std::shared_ptr<const embed::Embedder> embedder;
+  std::unique_ptr<memory::Memory> memory;
+  std::unique_ptr<llm::Engine> engine;
+  std::unique_ptr<router::RouterHandle> router;
+  std::mutex router_mutex;
+  std::shared_ptr<const router::Router> tuned_router;  // the file's router with the config's thresholds
+  std::vector<std::string> router_to_model;            // router ladder index → engine model name
+  std::unique_ptr<attention::Scorer> scorer;
+  ResponseCache cache;
+
+  std::mutex log_mutex;
+  std::ofstream log, feedback_log;
+  std::deque<std::string> recent_ids;  // accept feedback for these (bounded)
+  std::unordered_set<std::string> recent_set;
+  static constexpr std::size_t kRecent = 65536;
+
+  std::mutex id_mutex;
+  std::mt19937_64 rng{std::random_device{}()};
+
+  std::atomic<std::size_t> in_flight{0};
+  std::mutex flight_mutex;
+  std::condition_variable flight_done;
+  bool closed = false;
+  std::atomic<int64_t> router_checked_ms{0};
+
+  explicit Impl(Config c) : config(std::move(c)), cache(config.cache_entries) {}
+
+  std::mutex template_mutex;
+  std::unordered_map<std::string, bool> chat_template;  // per model, read once
+  bool has_chat_template(const std::string& model) {
+    std::lock_guard lock(template_mutex);
+    auto it = chat_template.find(model);
+    if (it == chat_template.end()) it = chat_template.emplace(model, !engine->info(model).chat_template.empty()).first;
+    return it->second;
+  }
+
+  std::string new_request_id() {
+    std::lock_guard lock(id_mutex);
+    const uint64_t a = rng(), b = rng();
+    char buf[37];
+    std::snprintf(buf, sizeof buf, "%08x-%04x-4%03x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                  static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xfff),
+                  static_cast<unsigned>(0x8000 | ((b >> 48) & 0x3fff)),
+                  static_cast<unsigned long long>(b & 0xffffffffffffULL));
+    return buf;
+  }
+
+  void remember(const std::string& id) {  // under log_mutex
+    recent_ids.push_back(id);
+    recent_set.insert(id);
+    if (recent_ids.size() > kRecent) {
+      recent_set.erase(recent_ids.front());
+      recent_ids.pop_front();
+    }
+  }
+
+  // The router and its ladder → model names, read together.
+  std::pair<std::shared_ptr<const router::Router>, std::vector<std::string>> current_router() {
+    if (!router) return {};
+    // A stat per second at most: a new file from `ruvllm router train` is picked up while serving.
+    const int64_t now = now_ms();
+    if (now - router_checked_ms.load(std::memory_order_relaxed) > 1000) {
+      router_checked_ms = now;
+      std::string error;
+      if (router->reload_if_changed(&error)) {
+        try {
+          adopt(*router->get());
+        } catch (const Error&) {  // a new router whose models are not on the ladder: keep the old one
+        }
+      }
+    }
+    std::lock_guard lock(router_mutex);
+    return {tuned_router, router_to_model};
+  }
+
+  void adopt(const router::Router& r) {
+    auto mapped = map_router_models(r);
+    auto tuned = std::make_shared<router::Router>(r);
+    if (config.router_threshold) tuned->threshold = *config.router_threshold;
+    if (config.confidence_floor > 0) tuned->confidence_floor = config.confidence_floor;
+    std::lock_guard lock(router_mutex);
+    tuned_router = std::move(tuned);
+    router_to_model = std::move(mapped);
+  }
+
+  std::vector<std::string> map_router_models(const router::Router& r) const {
+    std::vector<std::string> mapped;
+    for (const auto& name : r.ladder().models) {
+      auto it = config.router_models.find(name);
+      const std::string target = it == config.router_models.end() ? name : it->second;
+      bool on_ladder = false;
+      for (const auto& m : config.models) on_ladder |= m.name == target;
+      if (!on_ladder)
+        throw Error("router.models: the router's model '" + name + "' maps to no [[model]] (add router.models.\"" +
+                    name + "\" = \"<model name>\")");
+      mapped.push_back(target);
+    }
+    return mapped;
+  }
+
+  void write_log(const json& row) {
+    std::lock_guard lock(log_mutex);
+    remember(row["request_id"].get<std::string>());
+    if (!log.is_open()) return;
+    log << row.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+    log.flush();  // a row per request survives a crash of the process
+  }
+};
+
+Pipeline::Pipeline(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
+  Impl& s = *impl_;
+  const Config& c = s.config;
+  if (c.models.empty()) throw Error("the configuration has no [[model]]");
+  std::error_code ec;
+  fs::create_directories(c.data_dir, ec);
+  if (ec) throw Error("cannot create data_dir " + c.data_dir + ": " + ec.message());
+  if (auto parent = fs::path(c.memory_path).parent_path(); !parent.empty()) fs::create_directories(parent, ec);
+
+  embed::WordVectorParams wp;
+  wp.path = c.word_vectors;
+  s.embedder = embed::open_word_vectors(wp);
+  memory::MemoryParams mp;
+  mp.path = c.memory_path;
+  mp.embedder = s.embedder;
+  s.memory = std::make_unique<memory::Memory>(std::move(mp));
+
+  llm::EngineParams ep;
+  ep.ladder = c.models;
+  ep.load_mode = c.load_mode;
+  ep.gpu_layers = c.gpu_layers;
+  ep.threads = c.threads;
+  ep.context = c.context;
+  ep.parallel = c.parallel;
+  s.engine = std::make_unique<llm::Engine>(std::move(ep));
+
+  if (!c.router_file.empty()) {
+    try {
+      s.router = std::make_unique<router::RouterHandle>(c.router_file);
+    } catch (const router::Error& e) {
+      throw Error(std::string("router.file: ") + e.what());
+    }
+    s.adopt(*s.router->get());
+  }
+  if (c.scorer == "retrieval")
+    s.scorer = attention::retrieval_order();
+  else if (c.scorer == "pagerank")
+    s.scorer = attention::personalized_pagerank();
+  else if (c.scorer == "attention") {
+    try {
+      s.scorer = attention::graph_attention(
+          std::make_shared<const attention::AttentionModel>(attention::AttentionModel::load(c.attention_file)));
+    } catch (const attention::Error& e) {
+      throw Error(std::string("attention.file: ") + e.what());
+    }
+  } else {
+    throw Error("attention.scorer: unknown scorer '" + c.scorer + "'");
+  }
+
+  if (c.request_log != "off") {
+    // Earlier requests stay open to feedback across restarts.
+    if (std::ifstream old(c.request_log); old) {
+      std::string line;
+      while (std::getline(old, line)) {
+        const auto row = json::parse(line, nullptr, false);
+        if (row.is_object() && row.contains("request_id") && row["request_id"].is_string())
+          s.remember(row["request_id"].get<std::string>());
+      }
+    }
+    if (auto parent = fs::path(c.request_log).parent_path(); !parent.empty()) fs::create_directories(parent, ec);
+    s.log.open(c.request_log, std::ios::app);
+    if (!s.log) throw Error("pipeline.request_log: cannot open " + c.request_log + " for appending");
+  }
+}
+
+Pipeline::~Pipeline() {
+  try {
+    shutdown();
+  } catch (...) {  // a destructor must not throw; shutdown() reports through its own callers
+  }
+}
+
+const Config& Pipeline::config() const { return impl_->config; }
+memory::Memory& Pipeline::memory() { return *impl_->memory; }
+llm::Engine& Pipeline::engine() { return *impl_->engine; }
+const embed::Embedder& Pipeline::embedder() const { return *impl_->embedder; }
+void Pipeline::invalidate(const std::vector<std::string>& node_ids) { impl_->cache.invalidate(node_ids); }
+void Pipeline::invalidate_all() { impl_->cache.clear(); }
+std::size_t Pipeline::in_flight() const { return impl_->in_flight.load(); }
+
+void Pipeline::shutdown() {
+  Impl& s = *impl_;
+  {
+    std::unique_lock lock(s.flight_mutex);
+    if (s.closed) return;
+    s.closed = true;
+    s.flight_done.wait(lock, [&] { return s.in_flight.load() == 0; });
+  }
+  {
+    std::lock_guard lock(s.log_mutex);
+    if (s.log.is_open()) s.log.flush();
+    if (s.feedback_log.is_open()) s.feedback_log.flush();
+  }
+  s.memory->checkpoint();
+}
+
+void Pipeline::feedback(const std::string& request_id, std::optional<double> score, const std::string& label) {
+  Impl& s = *impl_;
+  if (score && !(*score >= 0 && *score <= 1)) throw Error("score must be a number in [0, 1]");
+  if (!score && label.empty()) throw Error("feedback needs a score or a label");
+  if (common::first_invalid_utf8(label)) throw Error("label is not valid UTF-8");
+  std::lock_guard lock(s.log_mutex);
+  if (!s.recent_set.count(request_id)) throw Error("unknown request_id '" + request_id + "'");
+  if (!s.feedback_log.is_open()) {
+    const auto path = (fs::path(s.config.data_dir) / "feedback.jsonl").string();
+    s.feedback_log.open(path, std::ios::app);
+    if (!s.feedback_log) throw Error("cannot open " + path + " for appending");
+  }
+  json row = {{"request_id", request_id}, {"timestamp", iso8601_now()}, {"label", label}};
+  row["score"] = score ? json(*score) : json(nullptr);
+  s.feedback_log << row.dump() << '\n';
+  s.feedback_log.flush();
+}
+
+Response Pipeline::run(Request req) {
+  Impl& s = *impl_;
+  const Config& c = s.config;
+  const auto t0 = Clock::now();
+  // ---- admission and validation -------------------------------------------------------------
+  {
+    std::lock_guard lock(s.flight_mutex);
+    if (s.closed) throw Error("the pipeline is shutting down");
+    ++s.in_flight;
+  }
+  struct Leave {
+    Impl& s;
+    ~Leave() {
+      std::lock_guard lock(s.flight_mutex);
+      if (--s.in_flight == 0) s.flight_done.notify_all();
+    }
+  } leave{s};
+
+  if (req.query.empty()) throw Error("the query is empty");
+  if (req.system_prompt && common::first_invalid_utf8(*req.system_prompt))
+    throw Error("the system prompt is not valid UTF-8");
+  if (auto at = common::first_invalid_utf8(req.query))
+    throw Error("the query is not valid UTF-8 (byte " + std::to_string(*at) + ")");
+  for (const auto& m : req.history) {
+    if (m.role != "system" && m.role != "user" && m.role != "assistant")
+      throw Error("unknown message role '" + m.role + "' (system, user, assistant)");
+    if (common::first_invalid_utf8(m.content)) throw Error("a message is not valid UTF-8");
+  }
+  const bool explicit_model = !req.model.empty() && req.model != "auto";
+  if (explicit_model) {
+    bool known = false;
+    for (const auto& m : c.models) known |= m.name == req.model;
+    if (!known) {
+      std::string names;
+      for (const auto& m : c.models) names += (names.empty() ? "" : ", ") + m.name;
+      throw Error("unknown model '" + req.model + "' (models: auto, " + names + ")");
+    }
+  }
+  const int max_tokens = req.max_tokens.value_or(c.max_tokens);
+  if (max_tokens < 0) throw Error("max_tokens must be >= 0");
+  if (req.temperature && !(*req.temperature >= 0 && *req.temperature <= 10))
+    throw Error("temperature must be in [0, 10]");
+  if (req.top_p && !(*req.top_p > 0 && *req.top_p <= 1)) throw Error("top_p must be in (0, 1]");
+
+  Response out;
+  out.request_id = s.new_request_id();
+  const bool naive = req.flow == Flow::naive;
+
+  // ---- embed --------------------------------------------------------------------------------
+  auto t = Clock::now();
+  embed::Embedding e = s.embedder->embed(req.query);
+  out.times.embed = micros_since(t);
+
+  // ---- retrieve -----------------------------------------------------------------------------
+  Retrieved r;
+  std::vector<double> scores;  // per subgraph node (routed)
+  if (naive) {
+    t = Clock::now();
+    if (!e.vector.empty() && c.max_docs > 0) {
+      memory::SearchQuery sq;
+      sq.text = req.query;
+      sq.vector = e.vector;
+      sq.k = c.max_docs;
+      sq.mode = memory::SearchMode::dense;
+      r.search = s.memory->search(sq);
+    }
+    out.times.search = micros_since(t);
+  } else {
+    r = retrieve(*s.memory, req.query, e.vector, c.retrieve);
+    out.times.search = r.search_us;
+    out.times.expand = r.expand_us;
+    t = Clock::now();
+    const attention::Scores sc = s.scorer->score(r.graph);
+    scores = sc.score;
+    out.attention_entropy = sc.entropy;
+    out.times.attend = micros_since(t);
+    out.decision.retrieval = router::Retrieval::hybrid_graph;
+    out.decision.context_tokens = static_cast<int>(c.max_context_tokens);
+    // ---- route ------------------------------------------------------------------------------
+    t = Clock::now();
+    auto [rt, to_model] = explicit_model ? decltype(s.current_router()){} : s.current_router();
+    if (rt) {
+      router::Signals sig;
+      sig.query.text = req.query;
+      sig.query.embedding = e.vector;
+      sig.query.tokens = e.tokens;
+      sig.query.known_tokens = e.known;
+      std::size_t both = 0, top = std::min<std::size_t>(10, r.search.hits.size());
+      for (std::size_t i = 0; i < r.search.hits.size(); ++i) {
+        const auto& h = r.search.hits[i];
+        sig.retrieval.scores.push_back(static_cast<float>(h.dense_rank >= 0 ? h.similarity : 0.0));
+        if (i < top) both += h.dense_rank >= 0 && h.lexical_rank >= 0;
+      }
+      for (std::size_t i = 0; i < r.subgraph.nodes.size() && sig.retrieval.embeddings.size() < 8; ++i)
+        if (r.subgraph.depth[i] == 0 && r.subgraph.nodes[i].vector.size() == e.vector.size() && !e.vector.empty())
+          sig.retrieval.embeddings.push_back(r.subgraph.nodes[i].vector);
+      sig.retrieval.attention_entropy = sc.entropy;
+      sig.retrieval.graph_depth = sc.depth_touched;
+      sig.retrieval.search_agreement = top ? static_cast<double>(both) / static_cast<double>(top) : 0;
+      sig.system = req.constraints;
+      sig.system.concurrent_requests = s.in_flight.load();
+      sig.system.memory_available_gib = memory_available_gib();
+      const router::FeatureVector f = rt->features(sig);
+      out.features.assign(f.begin(), f.end());
+      out.decision = rt->decide(f, sig.system);
+      out.model = to_model.at(out.decision.model);
+      out.routed = true;
+    }
+    out.times.route = micros_since(t);
+  }
+  if (out.model.empty()) out.model = explicit_model ? req.model : c.default_model;
+
+  // ---- context ------------------------------------------------------------------------------
+  t = Clock::now();
+  s.engine->load(out.model);  // the first request to a model pays its load here, inside "llm"
+  const int64_t load_us = micros_since(t);
+  t = Clock::now();
+  std::vector<attention::Candidate> candidates;
+  std::vector<ContextBlock> blocks;
+  auto add_candidate = [&](const memory::Node& n, double score) {
+    candidates.push_back({n.text, std::string(memory::to_string(n.type)), "", score});
+    blocks.push_back({n.id, n.title, std::string(memory::to_string(n.type)), n.text, score});
+  };
+  std::unordered_map<std::string_view, const memory::Node*> in_subgraph;
+  for (const auto& n : r.subgraph.nodes) in_subgraph.emplace(n.id, &n);
+  auto node_of = [&](const std::string& id) -> std::optional<memory::Node> {
+    if (auto it = in_subgraph.find(id); it != in_subgraph.end()) return *it->second;
+    return s.memory->get(id);
+  };
+  const std::size_t want = c.max_docs;
+  switch (naive ? router::Retrieval::dense : out.decision.retrieval) {
+    case router::Retrieval::none: break;
+    case router::Retrieval::dense: {
+      std::vector<const memory::Hit*> dense;
+      for (const auto& h : r.search.hits)
+        if (h.dense_rank >= 0) dense.push_back(&h);
+      std::sort(dense.begin(), dense.end(), [](auto* a, auto* b) { return a->dense_rank < b->dense_rank; });
+      for (std::size_t i = 0; i < dense.size() && candidates.size() < want; ++i)
+        if (auto n = node_of(dense[i]->id)) add_candidate(*n, dense[i]->similarity);
+      break;
+    }
+    case router::Retrieval::hybrid:
+      for (std::size_t i = 0; i < r.search.hits.size() && candidates.size() < want; ++i)
+        if (auto n = node_of(r.search.hits[i].id)) add_candidate(*n, r.search.hits[i].score);
+      break;
+    case router::Retrieval::hybrid_graph:
+      for (std::size_t i = 0; i < r.subgraph.nodes.size(); ++i) add_candidate(r.subgraph.nodes[i], scores.at(i));
+      break;
+  }
+  out.retrieved = r.search.hits.size();
+  {
+    double sum = 0, sq = 0;
+    std::size_t n = 0;
+    for (const auto& h : r.search.hits)
+      if (h.dense_rank >= 0) {
+        const double d = 1.0 - h.similarity;
+        sum += d;
+        sq += d * d;
+        ++n;
+      }
+    if (n) {
+      out.distance_mean = sum / static_cast<double>(n);
+      out.distance_std = std::sqrt(std::max(0.0, sq / static_cast<double>(n) - out.distance_mean * out.distance_mean));
+    }
+  }
+  attention::ContextParams cp;
+  cp.max_docs = c.max_docs;
+  cp.max_tokens = naive ? c.max_context_tokens
+                        : std::min<std::size_t>(c.max_context_tokens,
+                                                static_cast<std::size_t>(std::max(0, out.decision.context_tokens)));
+  cp.count_tokens = [&](std::string_view text) { return s.engine->tokenize(out.model, text, false).size(); };
+  attention::Context ctx;
+  if (!candidates.empty() && cp.max_tokens > 0) ctx = attention::build_context(candidates, cp);
+  for (std::size_t i : ctx.used) out.context.push_back(std::move(blocks[i]));
+  out.user_turn = ctx.text.empty() ? req.query : ctx.text + "Question: " + req.query;
+  out.times.context = micros_since(t);
+
+  // ---- generate (or answer from the cache) --------------------------------------------------
+  llm::Sampling sampling = c.sampling;
+  if (out.routed) {
+    sampling.temperature = out.decision.temperature;
+    sampling.top_p = out.decision.top_p;
+  }
+  if (req.temperature) sampling.temperature = *req.temperature;
+  if (req.top_p) sampling.top_p = *req.top_p;
+  if (req.seed) sampling.seed = *req.seed;
+  out.decision.temperature = sampling.temperature;
+  out.decision.top_p = sampling.top_p;
+
+  std::string cache_key;
+  const bool cacheable = req.use_cache && req.history.empty() && c.cache_entries > 0;
+  if (cacheable) {
+    cache_key = normalise_query(req.query) + '\x1f' + out.model + '\x1f' + flow_name(req.flow) + '\x1f' +
+                std::to_string(max_tokens) + '\x1f' + std::to_string(sampling.temperature) + '\x1f' +
+                std::to_string(sampling.top_p) + '\x1f' + (sampling.seed ? std::to_string(*sampling.seed) : "-") +
+                '\x1f' + (req.ignore_eos ? "1" : "0") + '\x1f' +
+                hex64(fnv1a(req.system_prompt.value_or(c.system_prompt)));
+    for (const auto& stop : req.stop) cache_key += '\x1f' + stop;
+    for (const auto& b : out.context) cache_key += '\x1e' + b.node_id;
+  }
+  std::optional<Response> cached = cacheable ? s.cache.get(cache_key) : std::nullopt;
+  if (cached) {
+    out.answer = cached->answer;
+    out.finish = cached->finish;
+    out.completion_tokens = cached->completion_tokens;
+    out.generated_weights = cached->generated_weights;
+    out.cache_hit = true;
+    if (req.on_text && !out.answer.empty()) req.on_text(out.answer);
+  } else {
+    llm::GenerateRequest g;
+    std::vector<llm::ChatMessage> messages{{"system", req.system_prompt.value_or(c.system_prompt)}};
+    messages.insert(messages.end(), req.history.begin(), req.history.end());
+    messages.push_back({"user", out.user_turn});
+    if (s.has_chat_template(out.model)) {
+      g.messages = std::move(messages);
+      g.cache_prefix = 1 + req.history.size();  // system prompt (+ earlier turns): restored, not prefilled
+    } else {
+      // A model without a chat template (a base model): a plain transcript, prefix = the system part.
+      g.prompt = messages[0].content + "\n\n";
+      g.cache_prefix = g.prompt.size();
+      for (std::size_t i = 1; i < messages.size(); ++i)
+        g.prompt += (messages[i].role == "assistant" ? "Assistant: " : "User: ") + messages[i].content + "\n";
+      g.prompt += "Assistant:";
+    }
+    g.keep_state = !req.history.empty();
+    g.sampling = sampling;
+    g.max_tokens = max_tokens;
+    g.stop = req.stop;
+    g.ignore_eos = req.ignore_eos;
+    g.cancel = req.cancel;
+    if (req.on_text) {
+      g.on_text = [&](std::string_view piece) {
+        if (out.times.ttft == 0) out.times.ttft = micros_since(t0);
+        return req.on_text(piece);
+      };
+    }
+    t = Clock::now();
+    const llm::GenerateResult gr = s.engine->generate(out.model, std::move(g));
+    out.times.llm = micros_since(t) + load_us;
+    out.answer = gr.text;
+    out.prompt_tokens = gr.prompt_tokens;
+    out.cached_tokens = gr.cached_tokens;
+    out.completion_tokens = gr.completion_tokens;
+    out.finish = gr.finish;
+    out.generated_weights = gr.generated_weights;
+    if (out.times.ttft == 0) out.times.ttft = micros_since(t0);
+  }
+
+  // ---- write back ---------------------------------------------------------------------------
+  if (c.writeback && !out.cache_hit && out.finish != llm::Finish::cancelled && !out.answer.empty() &&
+      !common::first_invalid_utf8(out.answer)) {
+    t = Clock::now();
+    memory::Node qa;
+    qa.type = memory::NodeType::qa;
+    qa.source = "agent";
+    qa.text = "Q: " + req.query + "\nA: " + out.answer;
+    qa.metadata = json{{"request_id", out.request_id}, {"model", out.model}}.dump();
+    const auto qv = s.embedder->embed(qa.text).vector;
+    if (!s.memory->find_duplicate(qa.text, qv)) {
+      qa.vector = qv;
+      std::vector<memory::Edge> edges;
+      std::vector<memory::Node> nodes{std::move(qa)};
+      nodes[0].id = out.request_id;  // a UUID already: the log row and the node share it
+      for (const auto& b : out.context)
+        edges.push_back({"", out.request_id, b.node_id, "derived", 1.0f, 0, "agent", 1.0f});
+      s.memory->add_batch(std::move(nodes), std::move(edges));
+    }
+    out.times.writeback = micros_since(t);
+  }
+  out.times.total = micros_since(t0);
+  if (cacheable && !out.cache_hit && out.finish != llm::Finish::cancelled) s.cache.put(cache_key, out);
+
+  // ---- log ----------------------------------------------------------------------------------
+  json row;
+  row["request_id"] = out.request_id;
+  row["timestamp"] = iso8601_now();
+  row["user_id"] = req.user.empty() ? json(nullptr) : json(hex64(fnv1a(req.user)));
+  row["query"] = req.query;
+  row["flow"] = flow_name(req.flow);
+  row["router_features"] = out.features;
+  row["router_decision"] = {{"model_id", out.model},
+                            {"routed", out.routed},
+                            {"context_size", cp.max_tokens},
+                            {"retrieval", retrieval_name(naive ? router::Retrieval::dense : out.decision.retrieval)},
+                            {"temperature", sampling.temperature},
+                            {"top_p", sampling.top_p},
+                            {"confidence", out.decision.confidence},
+                            {"escalated", out.decision.escalated}};
+  std::vector<std::string> used;
+  for (const auto& b : out.context) used.push_back(b.node_id);
+  row["retrieval_stats"] = {{"k", out.retrieved},
+                            {"mean_distance", out.distance_mean},
+                            {"std_distance", out.distance_std},
+                            {"entropy_attention", out.attention_entropy},
+                            {"nodes_used", used.size()},
+                            {"node_ids", used},
+                            {"subgraph_nodes", r.subgraph.nodes.size()}};
+  auto ms = [](int64_t us) { return static_cast<double>(us) / 1000.0; };
+  row["latency_ms"] = {{"total", ms(out.times.total)},
+                       {"retrieval", ms(out.times.embed + out.times.search + out.times.expand + out.times.attend)},
+                       {"router", ms(out.times.route)},
+                       {"context", ms(out.times.context)},
+                       {"llm", ms(out.times.llm)},
+                       {"ttft", ms(out.times.ttft)},
+                       {"writeback", ms(out.times.writeback)}};
+  row["stages_us"] = {{"embed", out.times.embed},   {"search", out.times.search},      {"expand", out.times.expand},
+                      {"attend", out.times.attend}, {"route", out.times.route},        {"context", out.times.context},
+                      {"llm", out.times.llm},       {"writeback", out.times.writeback}};
+  row["tokens"] = {{"prompt", out.prompt_tokens}, {"cached", out.cached_tokens}, {"completion", out.completion_tokens}};
+  row["cache_hit"] = out.cache_hit;
+  row["finish"] = out.finish == llm::Finish::stop ? "stop" : out.finish == llm::Finish::length ? "length" : "cancelled";
+  row["generated_weights"] = out.generated_weights;
+  row["quality"] = json::object();  // filled by feedback (feedback.jsonl, joined on request_id)
+  s.write_log(row);
+  return out;
+}
+
+}  // namespace ruvllm::pipeline
