@@ -9,6 +9,7 @@ void add_bench_commands(CLI::App& app) {
   add_bench_ann(*bench);
   add_bench_retrieval(*bench);
   add_bench_router(*bench);
+  add_bench_e2e(*bench);
 }
 
 }  // namespace ruvllm::bench

@@ -13,5 +13,6 @@ void add_bench_models(CLI::App& bench);
 void add_bench_ann(CLI::App& bench);
 void add_bench_retrieval(CLI::App& bench);
 void add_bench_router(CLI::App& bench);
+void add_bench_e2e(CLI::App& bench);
 
 }  // namespace ruvllm::bench

@@ -1,41 +1,82 @@
 #!/usr/bin/env bash
-# README command 1: set up a fresh machine, build, and run the main job on an embedded default.
-# For now the main job is the LLM engine: it generates an LFM2-350M-shaped model (exact shapes,
-# generated weights: its text is noise), quantizes it with llama.cpp, shows what it is, answers a
-# chat message with it, and answers with the real trained tiny model when ../shared/data has it.
+# README command 1: set up a fresh machine, build, and run the main job on an embedded default:
+# the whole pipeline (embed → hybrid retrieve → graph attention → route → context → generate) over
+# FOLDOC, Debian's computing dictionary (its cross-references become graph edges), with a ladder
+# of two LFM2-shaped models with GENERATED weights (speed is real, the text is noise; real LFM2 GGUF
+# files drop in through build/demo/ruvllm.toml), printing the trace of each answer.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 scripts/build.sh release -DRUVLLM_BUILD_TESTS=OFF
 ruvllm=build/release/src/ruvllm
-models=build/models
-mkdir -p "$models"
+demo=build/demo
+mkdir -p "$demo/data" build/models
 
-if [[ ! -f $models/lfm2-350m-q4_0.gguf ]]; then
-  $ruvllm model synth --size 350m --type f16 --out $models/lfm2-350m-f16.gguf
-  $ruvllm model quantize $models/lfm2-350m-f16.gguf $models/lfm2-350m-q4_0.gguf Q4_0
-  rm -f $models/lfm2-350m-f16.gguf
+echo "== 1. The model ladder: LFM2-350M and LFM2-1.2B shapes, generated weights, Q4_0"
+scripts/make-bench-models.sh "350m 1.2b" Q4_0 >/dev/null
+
+router_data=../shared/data/router/routellm-mmlu-gsm8k
+router_toml="file = \"\"   # routing off: ../shared/data is absent, every request goes to models.default"
+if [[ -d $router_data ]]; then
+  echo "== 2. The router: FastGRNN trained on RouteLLM's real outcomes (Mixtral-8x7B vs GPT-4 on MMLU + GSM8K);"
+  echo "      the pipeline maps the weak model to LFM2-350M and the strong one to LFM2-1.2B"
+  [[ -f $demo/router.json ]] || $ruvllm router train --data $router_data --out $demo/router.json >/dev/null
+  router_toml='file = "router.json"
+
+[router.models]   # the router ladder → this ladder
+"mistralai/Mixtral-8x7B-Instruct-v0.1" = "lfm2-350m"
+"gpt-4-1106-preview" = "lfm2-1.2b"'
+else
+  echo "== 2. (../shared/data/router is absent: routing off, every request goes to LFM2-1.2B)"
 fi
-echo
-$ruvllm model info $models/lfm2-350m-q4_0.gguf | grep -v '^chat template'
-echo
-echo "== LFM2-350M shapes, generated weights (speed is real, the text is noise):"
-$ruvllm generate -m $models/lfm2-350m-q4_0.gguf --chat --system "You are a helpful assistant." \
-  -p "What is a hybrid short-convolution model?" -n 48 --seed 1
+
+cat > $demo/ruvllm.toml <<TOML
+# Written by scripts/demo.sh; \`ruvllm config show\` prints every key with its default.
+[[model]]
+name = "lfm2-350m"
+path = "../models/lfm2-350m-q4_0.gguf"
+size_class = "350m"
+relative_cost = 1.0
+
+[[model]]
+name = "lfm2-1.2b"
+path = "../models/lfm2-1.2b-q4_0.gguf"
+size_class = "1.2b"
+relative_cost = 3.4
+
+[models]
+default = "lfm2-1.2b"   # the naive flow and routing-off use it
+
+[memory]
+data_dir = "data"
+
+[router]
+$router_toml
+
+[generation]
+max_tokens = 32
+TOML
+$ruvllm config check $demo/ruvllm.toml
+
+echo "== 3. Memory: FOLDOC's 2,000 best-connected entries (set-up converted them from dict-foldoc)"
+$ruvllm ingest --db $demo/data/memory.sqlite build/deps/foldoc-2000.jsonl 2>/dev/null | tail -1
+
+echo "== 4. Questions through the pipeline (answers are noise: generated weights; the trace is real)"
+for q in "What is the difference between a compiler and an interpreter?" \
+         "Who invented the Lisp programming language?"; do
+  echo
+  echo "\$ ruvllm ask \"$q\""
+  $ruvllm ask -c $demo/ruvllm.toml "$q" --seed 1
+done
 
 stories=../shared/data/models/stories260K.gguf
 echo
 if [[ -f $stories ]]; then
-  echo "== The real trained tiny model (TinyStories, 292,800 parameters), greedy:"
-  $ruvllm generate -m $stories -p "Once upon a time" --temperature 0 -n 64
+  echo "== 5. The real trained tiny model (TinyStories, 292,800 parameters), greedy, through the engine:"
+  $ruvllm generate -m $stories -p "Once upon a time" --temperature 0 -n 48
 else
   echo "(../shared/data/models/stories260K.gguf is absent: skipping the real tiny model)"
 fi
-
-# Memory: this repository's own documentation as a small real corpus (no ../shared needed).
-memdb=build/demo-memory.sqlite
 echo
-echo "== Memory: ingest this repository's docs, then hybrid search (GloVe-6B SIF + BM25):"
-$ruvllm ingest --db $memdb README.md docs/*.md 2>/dev/null
-$ruvllm memory search --db $memdb "why does the engine read the model instead of mapping it" -k 3
+echo "Serve it: $ruvllm serve -c $demo/ruvllm.toml   (OpenAI-compatible; model \"auto\" = routed)"

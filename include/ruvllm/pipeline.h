@@ -143,6 +143,8 @@ enum class Flow {
   naive,   // the baseline: default model, plain dense top-k (k = max_docs), no router, no graph
 };
 
+struct Response;
+
 struct Request {
   std::string query;                         // the user's turn, UTF-8, not empty
   std::vector<llm::ChatMessage> history;     // earlier turns, as sent (Response::user_turn)
@@ -157,6 +159,7 @@ struct Request {
   std::string user;                   // hashed before it is logged
   bool use_cache = true, ignore_eos = false;
   std::function<bool(std::string_view)> on_text;  // streaming; return false to stop
+  std::function<void(const Response&)> on_start;  // once, before generation: route and context
   std::stop_token cancel;
 };
 
@@ -210,6 +213,7 @@ class Pipeline {
   void shutdown();
 
  private:
+  void open();
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

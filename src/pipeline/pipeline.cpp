@@ -44,7 +44,7 @@ std::string iso8601_now() {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   gmtime_r(&t, &tm);
-  char buf[40];
+  char buf[80];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                 tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   return buf;
@@ -273,8 +273,22 @@ struct Pipeline::Impl {
 };
 
 Pipeline::Pipeline(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {
+  try {
+    open();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {  // memory, embed, llm, router errors: one type for the caller
+    throw Error(e.what());
+  }
+}
+
+void Pipeline::open() {
   Impl& s = *impl_;
-  const Config& c = s.config;
+  Config& c = s.config;
+  // The same defaults as load_config, for a Config built in code.
+  if (c.memory_path.empty()) c.memory_path = (fs::path(c.data_dir) / "memory.sqlite").string();
+  if (c.request_log.empty()) c.request_log = (fs::path(c.data_dir) / "requests.jsonl").string();
+  if (c.default_model.empty() && !c.models.empty()) c.default_model = c.models.back().name;
   if (c.models.empty()) throw Error("the configuration has no [[model]]");
   std::error_code ec;
   fs::create_directories(c.data_dir, ec);
@@ -557,6 +571,7 @@ Response Pipeline::run(Request req) {
                         : std::min<std::size_t>(c.max_context_tokens,
                                                 static_cast<std::size_t>(std::max(0, out.decision.context_tokens)));
   cp.count_tokens = [&](std::string_view text) { return s.engine->tokenize(out.model, text, false).size(); };
+  out.decision.context_tokens = static_cast<int>(cp.max_tokens);  // the budget applied, after the config's cap
   attention::Context ctx;
   if (!candidates.empty() && cp.max_tokens > 0) ctx = attention::build_context(candidates, cp);
   for (std::size_t i : ctx.used) out.context.push_back(std::move(blocks[i]));
@@ -586,6 +601,7 @@ Response Pipeline::run(Request req) {
     for (const auto& stop : req.stop) cache_key += '\x1f' + stop;
     for (const auto& b : out.context) cache_key += '\x1e' + b.node_id;
   }
+  if (req.on_start) req.on_start(out);
   std::optional<Response> cached = cacheable ? s.cache.get(cache_key) : std::nullopt;
   if (cached) {
     out.answer = cached->answer;

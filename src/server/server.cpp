@@ -17,11 +17,13 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <list>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -168,6 +170,8 @@ struct Server::Impl {
   httplib::Server http;
   int port = 0;
   std::atomic<bool> draining{false}, serving{false};
+  std::mutex run_mutex;  // draining and serving change under it: stop() and run() hand over here
+  std::condition_variable run_ended;
 
   // Requests that generate: their cancellation, deadline and connection (for the watcher).
   struct Active {
@@ -265,6 +269,7 @@ struct Server::Impl {
       s_.active_changed.notify_all();
     }
     std::stop_token token() const { return it_->cancel.get_token(); }
+    void cancel() { it_->cancel.request_stop(); }
 
    private:
     Impl& s_;
@@ -283,8 +288,85 @@ struct Server::Impl {
     }
   }
 
+  // One streamed request: the pipeline's thread produces events, the connection's thread sends them.
+  struct SseStream {
+    struct Event {
+      enum class Kind { text, done, error } kind = Kind::text;
+      std::string text, model;
+      std::optional<pipeline::Response> response;
+      std::optional<HttpError> error;
+    };
+    std::unique_ptr<Ticket> ticket;
+    std::thread producer;
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<Event> events;
+    std::string model, id;
+    bool finished = false;
+
+    ~SseStream() {
+      if (ticket) ticket->cancel();
+      // The producer's own closure may hold the last reference: a thread cannot join itself.
+      if (producer.joinable()) {
+        if (producer.get_id() == std::this_thread::get_id()) producer.detach();
+        else producer.join();
+      }
+    }
+    void started(const pipeline::Response& route) {
+      std::lock_guard lock(m);
+      model = route.model;
+      id = route.request_id;
+    }
+    bool push_text(std::string_view piece) {
+      std::lock_guard lock(m);
+      events.push_back({Event::Kind::text, std::string(piece), model, std::nullopt, std::nullopt});
+      cv.notify_all();
+      return true;  // cancellation arrives through the ticket's stop token
+    }
+    void finish(pipeline::Response r) {
+      std::lock_guard lock(m);
+      events.push_back({Event::Kind::done, "", r.model, std::move(r), std::nullopt});
+      finished = true;
+      cv.notify_all();
+    }
+    void fail(HttpError e) {
+      std::lock_guard lock(m);
+      events.push_back({Event::Kind::error, "", "", std::nullopt, std::move(e)});
+      finished = true;
+      cv.notify_all();
+    }
+    // Blocks until the first event; the error when the request failed before producing anything.
+    std::optional<HttpError> wait_first() {
+      std::unique_lock lock(m);
+      cv.wait(lock, [&] { return !events.empty(); });
+      if (events.front().kind == Event::Kind::error) {
+        auto e = std::move(events.front().error);
+        lock.unlock();
+        producer.join();
+        return e;
+      }
+      return std::nullopt;
+    }
+    bool next(Event& out) {
+      std::unique_lock lock(m);
+      cv.wait(lock, [&] { return !events.empty() || finished; });
+      if (events.empty()) return false;
+      out = std::move(events.front());
+      events.pop_front();
+      return true;
+    }
+    void drain() {
+      if (producer.joinable()) producer.join();
+    }
+    std::string request_id() {
+      std::lock_guard lock(m);
+      return id.empty() ? std::to_string(Clock::now().time_since_epoch().count()) : id;
+    }
+  };
+
   // ---- request translation ------------------------------------------------------------------
   void common_fields(const json& b, pipeline::Request& r) {
+    r.max_tokens = std::min(pipe.config().max_tokens, config.max_tokens);  // the default, within the limit
     if (auto m = get_integer(b, "max_tokens", 0, config.max_tokens)) r.max_tokens = static_cast<int>(*m);
     if (auto m = get_integer(b, "max_completion_tokens", 0, config.max_tokens)) r.max_tokens = static_cast<int>(*m);
     if (auto t = get_number(b, "temperature", 0, 2)) r.temperature = static_cast<float>(*t);
@@ -430,8 +512,8 @@ struct Server::Impl {
   void chat(const httplib::Request& req, httplib::Response& res) {
     const json b = parse_body(req);
     pipeline::Request r = chat_request(b);
-    const bool stream = get_bool(b, "stream", false);
-    if (!stream) {
+    const bool streaming = get_bool(b, "stream", false);
+    if (!streaming) {
       Ticket ticket(*this, req, true);
       r.cancel = ticket.token();
       const pipeline::Response out = run_pipeline(std::move(r));
@@ -449,53 +531,67 @@ struct Server::Impl {
       send_json(res, 200, body);
       return;
     }
-    // SSE: the ticket and the pipeline run inside the content provider, after the headers; a
-    // failed write (the client went away) stops generation at the next token.
-    auto ticket = std::make_shared<Ticket>(*this, req, false);
-    r.cancel = ticket->token();
-    auto request = std::make_shared<pipeline::Request>(std::move(r));
+    // SSE. The pipeline runs on its own thread and hands events over a queue. The handler waits for
+    // the first event: an error before it (bad request, prompt longer than the context) is still
+    // an ordinary JSON error with its status; after it, errors travel as events. A failed write
+    // (the client went away) cancels generation at the next token.
+    auto stream = std::make_shared<SseStream>();
+    stream->ticket = std::make_unique<Ticket>(*this, req, false);
+    r.cancel = stream->ticket->token();
+    r.on_start = [stream](const pipeline::Response& route) { stream->started(route); };
+    r.on_text = [stream](std::string_view piece) { return stream->push_text(piece); };
+    stream->producer = std::thread([this, stream, request = std::move(r)]() mutable {
+      try {
+        stream->finish(run_pipeline(std::move(request)));
+      } catch (const HttpError& e) {
+        stream->fail(e);
+      } catch (const std::exception& e) {
+        stream->fail(HttpError(500, std::string("internal error: ") + e.what()));
+      }
+    });
+    if (auto error = stream->wait_first()) throw *error;
     res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider("text/event-stream", [this, ticket, request](std::size_t,
-                                                                                  httplib::DataSink& sink) {
-      const std::string id = "chatcmpl-" + std::to_string(Clock::now().time_since_epoch().count());
+    res.set_chunked_content_provider("text/event-stream", [this, stream](std::size_t, httplib::DataSink& sink) {
+      const std::string id = "chatcmpl-" + stream->request_id();
       const int64_t created = unix_now();
       bool first = true;
-      auto chunk = [&](const json& delta, const json& finish, const std::string& model) {
-        json c = {{"id", id},
-                  {"object", "chat.completion.chunk"},
-                  {"created", created},
-                  {"model", model},
-                  {"choices", {{{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", finish}}}}};
-        const std::string line = "data: " + c.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
-        return sink.write(line.data(), line.size());
-      };
-      std::string model_for_chunks = request->model;
-      request->on_text = [&](std::string_view piece) {
-        json delta = {{"content", std::string(piece)}};
-        if (first) delta["role"] = "assistant";
-        first = false;
-        return chunk(delta, nullptr, model_for_chunks);
-      };
-      try {
-        const pipeline::Response out = run_pipeline(std::move(*request));
-        json last = {{"id", id},
-                     {"object", "chat.completion.chunk"},
-                     {"created", created},
-                     {"model", out.model},
-                     {"choices",
-                      {{{"index", 0},
-                        {"delta", json::object()},
-                        {"logprobs", nullptr},
-                        {"finish_reason", finish_reason(out.finish)}}}},
-                     {"usage", usage(out)},
-                     {"ruvllm", route_json(out)}};
-        const std::string line =
-            "data: " + last.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\ndata: [DONE]\n\n";
-        sink.write(line.data(), line.size());
-      } catch (const std::exception& e) {  // after the headers an error can only travel as an event
-        const std::string line = "data: " + error_body(500, e.what()).dump() + "\n\ndata: [DONE]\n\n";
-        sink.write(line.data(), line.size());
+      for (SseStream::Event ev; stream->next(ev);) {
+        json c;
+        std::string line;
+        if (ev.kind == SseStream::Event::Kind::text) {
+          json delta = {{"content", ev.text}};
+          if (first) delta["role"] = "assistant";
+          first = false;
+          c = {{"id", id},
+               {"object", "chat.completion.chunk"},
+               {"created", created},
+               {"model", ev.model},
+               {"choices", {{{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", nullptr}}}}};
+          line = "data: " + c.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+        } else if (ev.kind == SseStream::Event::Kind::done) {
+          const pipeline::Response& out = *ev.response;
+          c = {{"id", id},
+               {"object", "chat.completion.chunk"},
+               {"created", created},
+               {"model", out.model},
+               {"choices",
+                {{{"index", 0},
+                  {"delta", json::object()},
+                  {"logprobs", nullptr},
+                  {"finish_reason", finish_reason(out.finish)}}}},
+               {"usage", usage(out)},
+               {"ruvllm", route_json(out)}};
+          line = "data: " + c.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\ndata: [DONE]\n\n";
+        } else {
+          line = "data: " + error_body(ev.error->status, ev.error->what()).dump() + "\n\ndata: [DONE]\n\n";
+        }
+        if (!sink.write(line.data(), line.size())) {
+          stream->ticket->cancel();  // the client is gone: stop generating
+          stream->drain();
+          return false;
+        }
       }
+      stream->drain();
       sink.done();
       return true;
     });
@@ -549,8 +645,8 @@ struct Server::Impl {
     llm::GenerateRequest g;
     g.prompt = get_string(b, "prompt", true);
     if (g.prompt.empty()) throw HttpError(400, "'prompt' must not be empty", "prompt");
-    g.max_tokens =
-        static_cast<int>(get_integer(b, "max_tokens", 0, config.max_tokens).value_or(pipe.config().max_tokens));
+    g.max_tokens = static_cast<int>(get_integer(b, "max_tokens", 0, config.max_tokens)
+                                        .value_or(std::min(pipe.config().max_tokens, config.max_tokens)));
     g.sampling = pipe.config().sampling;
     if (auto t = get_number(b, "temperature", 0, 2)) g.sampling.temperature = static_cast<float>(*t);
     if (auto p = get_number(b, "top_p", 1e-9, 1)) g.sampling.top_p = static_cast<float>(*p);
@@ -711,6 +807,14 @@ struct Server::Impl {
     }
   }
 
+  // Every route's pattern and method, so that a known path with another method is a 405.
+  std::vector<std::pair<std::regex, std::string>> routes;
+  bool other_method(const httplib::Request& req) const {
+    for (const auto& [pattern, method] : routes)
+      if (method != req.method && std::regex_match(req.path, pattern)) return true;
+    return false;
+  }
+
   void add_routes() {
     auto wrap = [this](const std::string& endpoint, auto handler) {
       return [this, endpoint, handler](const httplib::Request& req, httplib::Response& res) {
@@ -725,30 +829,48 @@ struct Server::Impl {
         count(endpoint, res.status);
       };
     };
+    routes.emplace_back(std::regex(R"(/v1/chat/completions)"), "POST");
     http.Post("/v1/chat/completions", wrap("chat", &Impl::chat));
+    routes.emplace_back(std::regex(R"(/v1/query)"), "POST");
     http.Post("/v1/query", wrap("query", &Impl::query));
+    routes.emplace_back(std::regex(R"(/generate)"), "POST");
     http.Post("/generate", wrap("generate", &Impl::generate));
+    routes.emplace_back(std::regex(R"(/v1/embeddings)"), "POST");
     http.Post("/v1/embeddings", wrap("embeddings", &Impl::embeddings));
+    routes.emplace_back(std::regex(R"(/v1/models)"), "GET");
     http.Get("/v1/models", wrap("models", &Impl::models));
+    routes.emplace_back(std::regex(R"(/v1/feedback)"), "POST");
     http.Post("/v1/feedback", wrap("feedback", &Impl::feedback));
+    routes.emplace_back(std::regex(R"(/v1/memory/nodes)"), "POST");
     http.Post("/v1/memory/nodes", wrap("memory", &Impl::add_node));
+    routes.emplace_back(std::regex(R"(/v1/memory/nodes/([^/]+))"), "GET");
     http.Get(R"(/v1/memory/nodes/([^/]+))", wrap("memory", &Impl::get_node));
+    routes.emplace_back(std::regex(R"(/v1/memory/nodes/([^/]+))"), "DELETE");
     http.Delete(R"(/v1/memory/nodes/([^/]+))", wrap("memory", &Impl::delete_node));
+    routes.emplace_back(std::regex(R"(/v1/memory/nodes/([^/]+)/edges)"), "GET");
     http.Get(R"(/v1/memory/nodes/([^/]+)/edges)", wrap("memory", &Impl::node_edges));
+    routes.emplace_back(std::regex(R"(/v1/memory/edges)"), "POST");
     http.Post("/v1/memory/edges", wrap("memory", &Impl::add_edge));
+    routes.emplace_back(std::regex(R"(/v1/memory/edges/([^/]+))"), "DELETE");
     http.Delete(R"(/v1/memory/edges/([^/]+))", wrap("memory", &Impl::delete_edge));
+    routes.emplace_back(std::regex(R"(/v1/memory/search)"), "POST");
     http.Post("/v1/memory/search", wrap("memory", &Impl::search));
+    routes.emplace_back(std::regex(R"(/v1/memory/ingest)"), "POST");
     http.Post("/v1/memory/ingest", wrap("memory", &Impl::ingest));
+    routes.emplace_back(std::regex(R"(/v1/memory/stats)"), "GET");
     http.Get("/v1/memory/stats", wrap("memory", &Impl::stats));
+    routes.emplace_back(std::regex(R"(/health)"), "GET");
     http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
       send_json(res, 200, {{"status", "ok"}});
     });
+    routes.emplace_back(std::regex(R"(/ready)"), "GET");
     http.Get("/ready", [this](const httplib::Request&, httplib::Response& res) {
       if (draining)
         send_json(res, 503, {{"status", "draining"}});
       else
         send_json(res, 200, {{"status", "ready"}, {"in_flight", pipe.in_flight()}});
     });
+    routes.emplace_back(std::regex(R"(/metrics)"), "GET");
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       gauges.Add({{"what", "in_flight"}}).Set(static_cast<double>(pipe.in_flight()));
       const auto st = pipe.memory().stats();
@@ -841,18 +963,27 @@ struct Server::Impl {
     // The ingest reads files: the documents go to a JSON Lines file in the data folder first.
     const auto path = std::filesystem::path(pipe.config().data_dir) /
                       ("ingest-" + std::to_string(Clock::now().time_since_epoch().count()) + ".jsonl");
+    std::string lines;
+    for (std::size_t i = 0; i < b["documents"].size(); ++i) {  // all checked before anything is written
+      const json& d = b["documents"][i];
+      const std::string where = "documents[" + std::to_string(i) + "]";
+      if (!d.is_object() || !d.contains("text") || !d["text"].is_string())
+        throw HttpError(400, where + " must be an object with a string 'text'", "documents");
+      for (const char* key : {"title", "id"})
+        if (d.contains(key) && !d[key].is_string())
+          throw HttpError(400, where + "." + key + " must be a string", "documents");
+      json row = {{"text", d["text"]}, {"title", d.value("title", "")}};
+      if (d.contains("id")) row["id"] = d["id"];
+      lines += row.dump() + '\n';
+    }
     {
       std::ofstream f(path);
-      for (std::size_t i = 0; i < b["documents"].size(); ++i) {
-        const json& d = b["documents"][i];
-        if (!d.is_object() || !d.contains("text") || !d["text"].is_string())
-          throw HttpError(400, "documents[" + std::to_string(i) + "] must be an object with a string 'text'",
-                          "documents");
-        json row = {{"text", d["text"]}, {"title", d.value("title", "")}};
-        if (d.contains("id")) row["id"] = d["id"];
-        f << row.dump() << '\n';
+      f << lines;
+      if (!f) {
+        f.close();
+        std::filesystem::remove(path);
+        throw HttpError(500, "cannot write " + path.string());
       }
-      if (!f) throw HttpError(500, "cannot write " + path.string());
     }
     memory::IngestParams p;
     p.source = get_string(b, "source", false, "kb");
@@ -902,6 +1033,11 @@ Server::Server(pipeline::Pipeline& pipeline, pipeline::ServerConfig config)
     : impl_(std::make_unique<Impl>(pipeline, std::move(config))) {
   Impl& s = *impl_;
   s.http.set_payload_max_length(s.config.max_body_bytes);
+  // cpp-httplib's default also sets SO_REUSEPORT, which lets a second server bind a port in use.
+  s.http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   const int threads = s.config.threads;
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
   s.http.set_read_timeout(30, 0);
@@ -921,8 +1057,9 @@ Server::Server(pipeline::Pipeline& pipeline, pipeline::ServerConfig config)
   });
   // Errors cpp-httplib answers itself (404 no route, 413 too large, 400 bad request line) in
   // OpenAI's shape too.
-  s.http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  s.http.set_error_handler([&s](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
+    if (res.status == 404 && s.other_method(req)) res.status = 405;
     std::string message = res.status == 404   ? "no route " + req.method + " " + req.path
                           : res.status == 413 ? "the request body is larger than server.max_body_bytes"
                           : res.status == 405 ? "method not allowed"
@@ -957,15 +1094,27 @@ int Server::bind() {
 
 void Server::run() {
   Impl& s = *impl_;
+  {
+    std::lock_guard lock(s.run_mutex);
+    if (s.draining) return;  // stop() came first
+    s.serving = true;
+  }
   s.watcher = std::jthread([&s](std::stop_token st) { s.watch(st); });
-  s.serving = true;
   s.http.listen_after_bind();
+  s.watcher.request_stop();
+  s.active_changed.notify_all();
+  s.watcher.join();
+  std::lock_guard lock(s.run_mutex);
   s.serving = false;
+  s.run_ended.notify_all();
 }
 
 void Server::stop(double grace_s) {
   Impl& s = *impl_;
-  s.draining = true;
+  {
+    std::lock_guard lock(s.run_mutex);
+    s.draining = true;
+  }
   {
     std::unique_lock lock(s.active_mutex);
     const auto until = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(grace_s * 1e6));
@@ -973,11 +1122,11 @@ void Server::stop(double grace_s) {
     for (auto& a : s.active) a.cancel.request_stop();
     s.active_changed.wait_for(lock, std::chrono::seconds(30), [&] { return s.active.empty(); });
   }
-  s.http.stop();
-  if (s.watcher.joinable()) {
-    s.watcher.request_stop();
-    s.active_changed.notify_all();
-    s.watcher.join();
+  // httplib's stop() acts only once its accept loop runs: repeat it until run() has returned.
+  std::unique_lock lock(s.run_mutex);
+  while (s.serving) {
+    s.http.stop();
+    s.run_ended.wait_for(lock, std::chrono::milliseconds(20));
   }
 }
 
