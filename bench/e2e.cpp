@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -14,6 +15,7 @@
 
 #include "bench/bench.h"
 #include "bench/report.h"
+#include "ruvllm/llm.h"
 #include "ruvllm/pipeline.h"
 
 namespace ruvllm::bench {
@@ -26,6 +28,8 @@ struct E2eOptions {
   std::string config, queries, out = "build/bench/e2e";
   std::size_t limit = 40, concurrency = 4, warmup = 2;
   int max_tokens = 32;
+  int decode_tokens = 128;
+  bool stages_only = false;  // no generation: the non-LLM stages over many queries, quickly
 };
 
 std::vector<std::string> read_queries(const std::string& path, std::size_t limit) {
@@ -64,8 +68,10 @@ struct Run {
   double wall_s = 0;
 };
 
-pipeline::Request request(const std::string& q, pipeline::Flow flow, const std::string& model, int max_tokens) {
+pipeline::Request request(const std::string& q, pipeline::Flow flow, const std::string& model, int max_tokens,
+                          bool generate = true) {
   pipeline::Request r;
+  r.generate = generate;
   r.query = q;
   r.flow = flow;
   r.model = model;
@@ -146,6 +152,37 @@ void run_e2e(const E2eOptions& o) {
   pipeline::Pipeline p(config);
   const auto queries = read_queries(o.queries, o.limit);
   const std::string smallest = config.models.front().name;
+  if (o.stages_only) {
+    for (std::size_t i = 0; i < std::min(o.warmup, queries.size()); ++i) {
+      p.run(request(queries[i], pipeline::Flow::naive, "auto", 0, false));
+      p.run(request(queries[i], pipeline::Flow::routed, "auto", 0, false));
+    }
+    json j;
+    j["machine"] = machine_info();
+    j["inputs"] = {{"config", o.config}, {"queries", o.queries}, {"n", queries.size()}, {"stages_only", true}};
+    std::ostringstream md;
+    md << "Non-LLM stages only (no generation), " << queries.size() << " queries, P50 / P90 / P99 ms:\n\n"
+       << "| stage | naive | routed |\n|---|---|---|\n";
+    Run runs[2];
+    for (int f = 0; f < 2; ++f)
+      for (const auto& q : queries)
+        runs[f].responses.push_back(
+            p.run(request(q, f ? pipeline::Flow::routed : pipeline::Flow::naive, "auto", 0, false)));
+    const json tables[2] = {stage_table(runs[0].responses), stage_table(runs[1].responses)};
+    j["naive"] = tables[0];
+    j["routed"] = tables[1];
+    for (const char* stage : {"embed", "search", "expand", "attend", "route", "context", "total"}) {
+      char buf[256];
+      auto cell = [&](const json& t) {
+        std::snprintf(buf, sizeof buf, "%.3f / %.3f / %.3f", t[stage]["p50"].get<double>(),
+                      t[stage]["p90"].get<double>(), t[stage]["p99"].get<double>());
+        return std::string(buf);
+      };
+      md << "| " << stage << " | " << cell(tables[0]) << " | " << cell(tables[1]) << " |\n";
+    }
+    write_report(o.out, "e2e-stages", j, md.str());
+    return;
+  }
   std::fprintf(stderr, "bench e2e: %zu queries, %d completion tokens each, %zu concurrent clients\n", queries.size(),
                o.max_tokens, o.concurrency);
 
@@ -163,7 +200,8 @@ void run_e2e(const E2eOptions& o) {
     for (int k = 0; k < 2; ++k) {
       const bool do_naive = (i + static_cast<std::size_t>(k)) % 2 == 0;
       const auto t0 = Clock::now();
-      auto r = p.run(request(queries[i], do_naive ? pipeline::Flow::naive : pipeline::Flow::routed, "auto", o.max_tokens));
+      auto r =
+          p.run(request(queries[i], do_naive ? pipeline::Flow::naive : pipeline::Flow::routed, "auto", o.max_tokens));
       const double s = std::chrono::duration<double>(Clock::now() - t0).count();
       (do_naive ? naive : routed).responses.push_back(std::move(r));
       (do_naive ? t_naive : t_routed) += s;
@@ -181,14 +219,47 @@ void run_e2e(const E2eOptions& o) {
   const Run small_seq = run_concurrent(p, queries, pipeline::Flow::routed, smallest, o.max_tokens, 1);
   const Run small_batch = run_concurrent(p, queries, pipeline::Flow::routed, smallest, o.max_tokens, o.concurrency);
 
+  // The engine's continuous batching where it pays: decode-bound requests (a short prompt, many
+  // completion tokens) to the smallest model, one at a time vs all submitted together.
+  std::fprintf(stderr, "  decode-bound batching on %s: %zu requests of %d tokens\n", smallest.c_str(), o.concurrency,
+               o.decode_tokens);
+  auto decode_request = [&](std::size_t i) {
+    llm::GenerateRequest g;
+    g.prompt = "Question " + std::to_string(i) + ": explain what a compiler does.";
+    g.max_tokens = o.decode_tokens;
+    g.ignore_eos = true;
+    g.sampling.seed = static_cast<uint32_t>(i + 1);
+    return g;
+  };
+  double decode_seq_s = 0, decode_batch_s = 0;
+  int decode_tokens = 0;
+  {
+    const auto t0 = Clock::now();
+    for (std::size_t i = 0; i < o.concurrency; ++i)
+      decode_tokens += p.engine().generate(smallest, decode_request(i)).completion_tokens;
+    decode_seq_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const auto t1 = Clock::now();
+    std::vector<std::future<llm::GenerateResult>> futures;
+    for (std::size_t i = 0; i < o.concurrency; ++i) futures.push_back(p.engine().submit(smallest, decode_request(i)));
+    for (auto& f : futures) f.get();
+    decode_batch_s = std::chrono::duration<double>(Clock::now() - t1).count();
+  }
+
   json j;
+  j["decode_batching"] = {{"model", smallest},
+                          {"requests", o.concurrency},
+                          {"completion_tokens", decode_tokens},
+                          {"one_at_a_time_tokens_per_s", decode_tokens / decode_seq_s},
+                          {"batched_tokens_per_s", decode_tokens / decode_batch_s},
+                          {"speedup", decode_seq_s / decode_batch_s}};
   j["machine"] = machine_info();
-  j["inputs"] = {{"config", o.config},         {"queries", o.queries},         {"n", queries.size()},
-                 {"max_tokens", o.max_tokens}, {"concurrency", o.concurrency}, {"default_model", config.default_model},
+  j["inputs"] = {{"config", o.config},          {"queries", o.queries},         {"n", queries.size()},
+                 {"max_tokens", o.max_tokens},  {"concurrency", o.concurrency}, {"default_model", config.default_model},
                  {"router", config.router_file}};
   j["sequential"] = {{"naive", flow_summary(naive)}, {"routed", flow_summary(routed)}};
   j["concurrent"] = {{"naive", flow_summary(naive_c)}, {"routed", flow_summary(routed_c)}};
-  j["batching"] = {{"model", smallest}, {"one_at_a_time", flow_summary(small_seq)}, {"batched", flow_summary(small_batch)}};
+  j["batching"] = {
+      {"model", smallest}, {"one_at_a_time", flow_summary(small_seq)}, {"batched", flow_summary(small_batch)}};
   auto p50 = [&](const json& f, const char* stage) { return f["stages_ms"][stage]["p50"].get<double>(); };
   const json& sn = j["sequential"]["naive"];
   const json& sr = j["sequential"]["routed"];
@@ -205,9 +276,10 @@ void run_e2e(const E2eOptions& o) {
   auto row = [&](const char* name, std::size_t clients, const json& f) {
     const auto& st = f["stages_ms"];
     std::string models;
-    for (const auto& [m, n] : f["models"].items()) models += (models.empty() ? "" : ", ") + m + " " + std::to_string(n.get<int>());
-    std::snprintf(buf, sizeof buf, "| %s | %zu | %.1f | %.1f | %.1f | %.2f | %.1f %% | %.1f | %.0f | %.2f | %s |\n", name,
-                  clients, st["total"]["p50"].get<double>(), st["total"]["p90"].get<double>(),
+    for (const auto& [m, n] : f["models"].items())
+      models += (models.empty() ? "" : ", ") + m + " " + std::to_string(n.get<int>());
+    std::snprintf(buf, sizeof buf, "| %s | %zu | %.1f | %.1f | %.1f | %.2f | %.1f %% | %.1f | %.0f | %.2f | %s |\n",
+                  name, clients, st["total"]["p50"].get<double>(), st["total"]["p90"].get<double>(),
                   st["total"]["p99"].get<double>(), st["non_llm"]["p50"].get<double>(),
                   100.0 * st["non_llm"]["p50"].get<double>() / st["total"]["p50"].get<double>(),
                   st["ttft"]["p50"].get<double>(), f["mean_prompt_tokens"].get<double>(),
@@ -237,6 +309,14 @@ void run_e2e(const E2eOptions& o) {
                 j["batching"]["batched"]["queries_per_s"].get<double>(), o.concurrency,
                 j["speedup"]["batching_throughput"].get<double>());
   md << buf;
+  std::snprintf(buf, sizeof buf,
+                "Decode-bound batching on %s (%zu requests x %d tokens, short prompt): %.1f tokens/s one at a "
+                "time, %.1f batched (%.2fx).\n",
+                smallest.c_str(), o.concurrency, o.decode_tokens,
+                j["decode_batching"]["one_at_a_time_tokens_per_s"].get<double>(),
+                j["decode_batching"]["batched_tokens_per_s"].get<double>(),
+                j["decode_batching"]["speedup"].get<double>());
+  md << buf;
   write_report(o.out, "e2e", j, md.str());
 }
 
@@ -250,8 +330,10 @@ void add_bench_e2e(CLI::App& bench) {
   cmd->add_option("--limit", o->limit, "queries used");
   cmd->add_option("--max-tokens", o->max_tokens, "completion tokens per query (both flows)");
   cmd->add_option("--concurrency", o->concurrency, "concurrent clients");
+  cmd->add_option("--decode-tokens", o->decode_tokens, "completion tokens of the decode-bound batching run");
   cmd->add_option("--warmup", o->warmup, "queries run before measuring");
   cmd->add_option("--out", o->out, "output folder");
+  cmd->add_flag("--stages-only", o->stages_only, "no generation: time the non-LLM stages of both flows");
   cmd->callback([o] { run_e2e(*o); });
 }
 

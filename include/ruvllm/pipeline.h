@@ -102,7 +102,14 @@ struct Config {
   std::string data_dir = "ruvllm-data";  // memory.sqlite, requests.jsonl, feedback.jsonl live here
   std::string memory_path;               // "" = data_dir/memory.sqlite
   std::string word_vectors;              // "" = the default GloVe table
-  RetrieveParams retrieve;
+  // A smaller subgraph than the graph benchmark's 256 nodes / 64 edges per node: expansion costs
+  // 2 ms instead of 15 on FOLDOC (README, `bench e2e --stages-only`), and 8 context blocks are chosen.
+  RetrieveParams retrieve = [] {
+    RetrieveParams r;
+    r.expand.max_nodes = 64;
+    r.expand.degree_budget = 16;
+    return r;
+  }();
   std::string scorer = "pagerank";  // retrieval, pagerank, attention (needs attention_file)
   std::string attention_file;
 
@@ -158,6 +165,7 @@ struct Request {
   router::SystemSignals constraints;  //: latency budget, device, privacy, high risk
   std::string user;                   // hashed before it is logged
   bool use_cache = true, ignore_eos = false;
+  bool generate = true;  // false: retrieve, route and build the context only (inspection, benchmarks)
   std::function<bool(std::string_view)> on_text;  // streaming; return false to stop
   std::function<void(const Response&)> on_start;  // once, before generation: route and context
   std::stop_token cancel;

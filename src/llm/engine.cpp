@@ -104,6 +104,7 @@ struct Engine::Impl {
   }
 
   int threads() const { return detail::default_threads(params.threads); }
+  std::shared_ptr<std::mutex> compute = std::make_shared<std::mutex>();  // see RunnerParams::compute
 
   std::shared_ptr<Loaded> get(const std::string& name) {
     const ModelSpec& s = spec(name);
@@ -112,7 +113,8 @@ struct Engine::Impl {
     if (!slot.loaded) {
       auto loaded = std::make_shared<Loaded>();
       loaded->model = std::make_shared<const detail::LoadedModel>(s, params.load_mode, params.gpu_layers);
-      detail::RunnerParams rp{threads(), params.context, params.parallel, params.batch, params.prefix_cache_bytes};
+      detail::RunnerParams rp{threads(), params.context, params.parallel, params.batch, params.prefix_cache_bytes,
+                              compute};
       loaded->runner = std::make_unique<detail::Runner>(loaded->model, rp);
       slot.loaded = std::move(loaded);
     }

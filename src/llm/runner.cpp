@@ -313,7 +313,12 @@ bool Runner::step() {
   }
   if (batch.size() == 0) return false;
 
-  const int32_t rc = llama_decode(ctx_.get(), batch.get());
+  int32_t rc = 0;
+  {
+    std::unique_lock<std::mutex> turn;
+    if (params_.compute) turn = std::unique_lock(*params_.compute);
+    rc = llama_decode(ctx_.get(), batch.get());
+  }
   if (rc != 0) {
     const auto error = std::make_exception_ptr(
         Error("llama_decode failed with code " + std::to_string(rc) + " for model '" + model_->spec().name + "'"));

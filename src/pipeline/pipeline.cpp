@@ -11,6 +11,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <list>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -189,6 +190,23 @@ struct Pipeline::Impl {
   std::atomic<int64_t> router_checked_ms{0};
 
   explicit Impl(Config c) : config(std::move(c)), cache(config.cache_entries) {}
+
+  // Token counts of context candidates per model: a node's text never changes, and tokenizing a
+  // chunk costs ~250 µs with a 65k-token BPE vocabulary. Keyed by a hash of model and text.
+  std::mutex token_mutex;
+  std::unordered_map<uint64_t, uint32_t> token_counts;
+  std::size_t count_tokens(const std::string& model, std::string_view text) {
+    const uint64_t key = fnv1a(text, fnv1a(model));
+    {
+      std::lock_guard lock(token_mutex);
+      if (auto it = token_counts.find(key); it != token_counts.end()) return it->second;
+    }
+    const std::size_t n = engine->tokenize(model, text, false).size();
+    std::lock_guard lock(token_mutex);
+    if (token_counts.size() > 1'000'000) token_counts.clear();  // bounded: ~16 MB at most
+    token_counts.emplace(key, static_cast<uint32_t>(n));
+    return n;
+  }
 
   std::mutex template_mutex;
   std::unordered_map<std::string, bool> chat_template;  // per model, read once
@@ -447,6 +465,13 @@ Response Pipeline::run(Request req) {
   Response out;
   out.request_id = s.new_request_id();
   const bool naive = req.flow == Flow::naive;
+  // When the model is known before routing (explicit, or the naive flow), a model that is not yet
+  // loaded loads while retrieval runs instead of after it.
+  std::future<void> early_load;
+  if (explicit_model || naive) {
+    const std::string model = explicit_model ? req.model : c.default_model;
+    if (!s.engine->loaded(model)) early_load = std::async(std::launch::async, [&s, model] { s.engine->load(model); });
+  }
 
   // ---- embed --------------------------------------------------------------------------------
   auto t = Clock::now();
@@ -514,7 +539,8 @@ Response Pipeline::run(Request req) {
 
   // ---- context ------------------------------------------------------------------------------
   t = Clock::now();
-  s.engine->load(out.model);  // the first request to a model pays its load here, inside "llm"
+  if (early_load.valid()) early_load.get();  // rethrows a failed load
+  s.engine->load(out.model);                 // the first request to a model pays its load here, inside "llm"
   const int64_t load_us = micros_since(t);
   t = Clock::now();
   std::vector<attention::Candidate> candidates;
@@ -570,7 +596,7 @@ Response Pipeline::run(Request req) {
   cp.max_tokens = naive ? c.max_context_tokens
                         : std::min<std::size_t>(c.max_context_tokens,
                                                 static_cast<std::size_t>(std::max(0, out.decision.context_tokens)));
-  cp.count_tokens = [&](std::string_view text) { return s.engine->tokenize(out.model, text, false).size(); };
+  cp.count_tokens = [&](std::string_view text) { return s.count_tokens(out.model, text); };
   out.decision.context_tokens = static_cast<int>(cp.max_tokens);  // the budget applied, after the config's cap
   attention::Context ctx;
   if (!candidates.empty() && cp.max_tokens > 0) ctx = attention::build_context(candidates, cp);
@@ -603,7 +629,9 @@ Response Pipeline::run(Request req) {
   }
   if (req.on_start) req.on_start(out);
   std::optional<Response> cached = cacheable ? s.cache.get(cache_key) : std::nullopt;
-  if (cached) {
+  if (!req.generate) {
+    // Inspection: the route and the context, no answer.
+  } else if (cached) {
     out.answer = cached->answer;
     out.finish = cached->finish;
     out.completion_tokens = cached->completion_tokens;
@@ -651,7 +679,7 @@ Response Pipeline::run(Request req) {
   }
 
   // ---- write back ---------------------------------------------------------------------------
-  if (c.writeback && !out.cache_hit && out.finish != llm::Finish::cancelled && !out.answer.empty() &&
+  if (c.writeback && req.generate && !out.cache_hit && out.finish != llm::Finish::cancelled && !out.answer.empty() &&
       !common::first_invalid_utf8(out.answer)) {
     t = Clock::now();
     memory::Node qa;
@@ -672,7 +700,7 @@ Response Pipeline::run(Request req) {
     out.times.writeback = micros_since(t);
   }
   out.times.total = micros_since(t0);
-  if (cacheable && !out.cache_hit && out.finish != llm::Finish::cancelled) s.cache.put(cache_key, out);
+  if (cacheable && req.generate && !out.cache_hit && out.finish != llm::Finish::cancelled) s.cache.put(cache_key, out);
 
   // ---- log ----------------------------------------------------------------------------------
   json row;
