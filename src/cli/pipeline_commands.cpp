@@ -68,7 +68,7 @@ const char* retrieval_name(router::Retrieval r) {
   }
 }
 
-void print_trace(const pipeline::Response& r, const pipeline::Request& req) {
+void print_trace(const pipeline::Response& r, const std::string& requested_model, pipeline::Flow flow) {
   auto ms = [](int64_t us) { return static_cast<double>(us) / 1000.0; };
   std::fprintf(stderr, "\n-- trace %s\n", r.request_id.c_str());
   if (r.routed) {
@@ -80,9 +80,9 @@ void print_trace(const pipeline::Response& r, const pipeline::Request& req) {
                  retrieval_name(r.decision.retrieval), r.decision.temperature, r.decision.top_p);
   } else {
     std::fprintf(stderr, "route:     %s (%s)\n", r.model.c_str(),
-                 req.flow == pipeline::Flow::naive ? "naive flow: default model, dense top-k"
-                 : req.model != "auto"             ? "explicit model"
-                                                   : "routing off: models.default");
+                 flow == pipeline::Flow::naive ? "naive flow: default model, dense top-k"
+                 : requested_model != "auto"   ? "explicit model"
+                                               : "routing off: models.default");
   }
   std::fprintf(stderr, "retrieved: %zu candidates, attention entropy %.2f; context blocks:\n", r.retrieved,
                r.attention_entropy);
@@ -115,17 +115,13 @@ pipeline::Response ask_once(pipeline::Pipeline& p, pipeline::Request req, bool s
       return true;
     };
   }
-  const pipeline::Request copy_for_trace = [&] {
-    pipeline::Request c;
-    c.model = req.model;
-    c.flow = req.flow;
-    return c;
-  }();
+  const std::string model = req.model;  // the trace says why this model answered
+  const pipeline::Flow flow = req.flow;
   pipeline::Response r = p.run(std::move(req));
   if (!stream) std::fputs(r.answer.c_str(), stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
-  print_trace(r, copy_for_trace);
+  print_trace(r, model, flow);
   return r;
 }
 

@@ -212,7 +212,6 @@ struct Server::Impl {
                                                                .Register(*registry);
   prometheus::Family<prometheus::Gauge>& gauges =
       prometheus::BuildGauge().Name("ruvllm_state").Help("In-flight requests and memory size").Register(*registry);
-  std::mutex metrics_mutex;  // Family::Add is thread-safe; this guards the bucket lists below
   const prometheus::Histogram::BucketBoundaries latency_buckets{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                                 0.25,   0.5,   1,     2.5,   5,    10,    30,   60};
 
@@ -308,8 +307,10 @@ struct Server::Impl {
       if (ticket) ticket->cancel();
       // The producer's own closure may hold the last reference: a thread cannot join itself.
       if (producer.joinable()) {
-        if (producer.get_id() == std::this_thread::get_id()) producer.detach();
-        else producer.join();
+        if (producer.get_id() == std::this_thread::get_id())
+          producer.detach();
+        else
+          producer.join();
       }
     }
     void started(const pipeline::Response& route) {
