@@ -92,6 +92,7 @@ struct GenerateRequest {
 };
 
 enum class Finish { stop, length, cancelled };
+std::string_view to_string(Finish finish);  // "stop", "length", "cancelled" (OpenAI's finish_reason words)
 
 struct TokenLogprob {  // the model's distribution (before temperature) at one generated position
   int32_t token = 0;

@@ -99,6 +99,7 @@ std::vector<Outcome> load_outcomes(const std::string& path, const Ladder& ladder
 // ---- the router ---------------------------------------------------------------------------------
 
 enum class Retrieval { none = 0, dense = 1, hybrid = 2, hybrid_graph = 3 };
+std::string_view to_string(Retrieval retrieval);  // "none", "dense", "hybrid", "hybrid_graph"
 
 struct RouteDecision {
   std::size_t model = 0;  // ladder index

@@ -19,14 +19,6 @@ struct GenerateOptions {
   std::vector<std::string> stop;
 };
 
-const char* finish_name(llm::Finish f) {
-  switch (f) {
-    case llm::Finish::stop: return "stop";
-    case llm::Finish::length: return "length";
-    default: return "cancelled";
-  }
-}
-
 void run(const GenerateOptions& o, bool seed_given) {
   llm::EngineParams params;
   if (!o.ladder.empty()) {
@@ -73,7 +65,7 @@ void run(const GenerateOptions& o, bool seed_given) {
   if (o.json) {
     nlohmann::json j = {{"model", r.model},
                         {"text", r.text},
-                        {"finish", finish_name(r.finish)},
+                        {"finish", llm::to_string(r.finish)},
                         {"generated_weights", r.generated_weights},
                         {"prompt_tokens", r.prompt_tokens},
                         {"cached_tokens", r.cached_tokens},
@@ -90,7 +82,7 @@ void run(const GenerateOptions& o, bool seed_given) {
   std::fprintf(
       stderr, "[%s%s] prompt %d tokens, completion %d tokens (%s), TTFT %.1f ms, decode %.1f tok/s, total %.1f ms\n",
       r.model.c_str(), r.generated_weights ? ", generated weights: noise" : "", r.prompt_tokens, r.completion_tokens,
-      finish_name(r.finish), r.timings.first_token / 1000.0, decode_tps, r.timings.total / 1000.0);
+      llm::to_string(r.finish).data(), r.timings.first_token / 1000.0, decode_tps, r.timings.total / 1000.0);
 }
 
 }  // namespace

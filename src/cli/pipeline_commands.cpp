@@ -59,15 +59,6 @@ pipeline::Request make_request(const PipelineOptions& o, std::string query) {
   return r;
 }
 
-const char* retrieval_name(router::Retrieval r) {
-  switch (r) {
-    case router::Retrieval::none: return "none";
-    case router::Retrieval::dense: return "dense";
-    case router::Retrieval::hybrid: return "hybrid";
-    default: return "hybrid + graph";
-  }
-}
-
 void print_trace(const pipeline::Response& r, const std::string& requested_model, pipeline::Flow flow) {
   auto ms = [](int64_t us) { return static_cast<double>(us) / 1000.0; };
   std::fprintf(stderr, "\n-- trace %s\n", r.request_id.c_str());
@@ -77,7 +68,7 @@ void print_trace(const pipeline::Response& r, const std::string& requested_model
                  "temperature %.2f, top_p %.2f\n",
                  r.model.c_str(), r.decision.escalation, r.decision.confidence,
                  r.decision.escalated ? ", escalated" : "", r.decision.context_tokens,
-                 retrieval_name(r.decision.retrieval), r.decision.temperature, r.decision.top_p);
+                 router::to_string(r.decision.retrieval).data(), r.decision.temperature, r.decision.top_p);
   } else {
     std::fprintf(stderr, "route:     %s (%s)\n", r.model.c_str(),
                  flow == pipeline::Flow::naive ? "naive flow: default model, dense top-k"

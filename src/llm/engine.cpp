@@ -122,6 +122,15 @@ struct Engine::Impl {
   }
 };
 
+std::string_view to_string(Finish finish) {
+  switch (finish) {
+    case Finish::stop: return "stop";
+    case Finish::length: return "length";
+    case Finish::cancelled: return "cancelled";
+  }
+  return "?";
+}
+
 Engine::Engine(EngineParams params) : impl_(std::make_unique<Impl>()) {
   detail::ensure_backend();
   if (params.ladder.empty()) throw Error("the model ladder is empty");

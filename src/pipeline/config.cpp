@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "pipeline/config_defaults.h"
 #include "ruvllm/pipeline.h"
 
 namespace ruvllm::pipeline {
@@ -360,11 +361,9 @@ Config parse(const std::string& path, std::vector<ConfigIssue>& issues) {
   resolve(c.attention_file);
   resolve(c.router_file);
   resolve(c.request_log);
-  if (c.memory_path.empty()) c.memory_path = (fs::path(c.data_dir) / "memory.sqlite").string();
-  if (c.request_log.empty()) c.request_log = (fs::path(c.data_dir) / "requests.jsonl").string();
+  detail::fill_derived_defaults(c);
 
   if (c.models.empty()) issues.push_back({"model", "no [[model]] tables: the ladder needs at least one model"});
-  if (c.default_model.empty() && !c.models.empty()) c.default_model = c.models.back().name;
   bool found = false;
   for (const auto& m : c.models) found |= m.name == c.default_model;
   if (!c.models.empty() && !found) issues.push_back({"models.default", "'" + c.default_model + "' is not a [[model]]"});
@@ -387,6 +386,16 @@ std::string describe(const std::vector<ConfigIssue>& issues, const std::string& 
 }
 
 }  // namespace
+
+namespace detail {
+
+void fill_derived_defaults(Config& c) {
+  if (c.memory_path.empty()) c.memory_path = (fs::path(c.data_dir) / "memory.sqlite").string();
+  if (c.request_log.empty()) c.request_log = (fs::path(c.data_dir) / "requests.jsonl").string();
+  if (c.default_model.empty() && !c.models.empty()) c.default_model = c.models.back().name;
+}
+
+}  // namespace detail
 
 Config load_config(const std::string& path) {
   std::vector<ConfigIssue> issues;

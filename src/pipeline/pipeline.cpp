@@ -20,6 +20,7 @@
 #include <unordered_set>
 
 #include "common/utf8.h"
+#include "pipeline/config_defaults.h"
 #include "ruvllm/embed.h"
 #include "ruvllm/pipeline.h"
 
@@ -79,16 +80,6 @@ std::string normalise_query(std::string_view q) {
 }
 
 const char* flow_name(Flow f) { return f == Flow::naive ? "naive" : "routed"; }
-
-const char* retrieval_name(router::Retrieval r) {
-  switch (r) {
-    case router::Retrieval::none: return "none";
-    case router::Retrieval::dense: return "dense";
-    case router::Retrieval::hybrid: return "hybrid";
-    case router::Retrieval::hybrid_graph: return "hybrid_graph";
-  }
-  return "?";
-}
 
 double memory_available_gib() {
   struct sysinfo si {};
@@ -168,9 +159,14 @@ struct Pipeline::Impl {
   std::unique_ptr<memory::Memory> memory;
   std::unique_ptr<llm::Engine> engine;
   std::unique_ptr<router::RouterHandle> router;
+  // The file's router with the config's thresholds, and its ladder index → model name: replaced
+  // whole on reload, so a request reads both from one snapshot without copying them.
+  struct Routing {
+    router::Router router;
+    std::vector<std::string> to_model;
+  };
   std::mutex router_mutex;
-  std::shared_ptr<const router::Router> tuned_router;  // the file's router with the config's thresholds
-  std::vector<std::string> router_to_model;            // router ladder index → engine model name
+  std::shared_ptr<const Routing> routing;
   std::unique_ptr<attention::Scorer> scorer;
   ResponseCache cache;
 
@@ -237,8 +233,7 @@ struct Pipeline::Impl {
     }
   }
 
-  // The router and its ladder → model names, read together.
-  std::pair<std::shared_ptr<const router::Router>, std::vector<std::string>> current_router() {
+  std::shared_ptr<const Routing> current_router() {
     if (!router) return {};
     // A stat per second at most: a new file from `ruvllm router train` is picked up while serving.
     const int64_t now = now_ms();
@@ -253,17 +248,15 @@ struct Pipeline::Impl {
       }
     }
     std::lock_guard lock(router_mutex);
-    return {tuned_router, router_to_model};
+    return routing;
   }
 
   void adopt(const router::Router& r) {
-    auto mapped = map_router_models(r);
-    auto tuned = std::make_shared<router::Router>(r);
-    if (config.router_threshold) tuned->threshold = *config.router_threshold;
-    if (config.confidence_floor > 0) tuned->confidence_floor = config.confidence_floor;
+    auto next = std::make_shared<Routing>(Routing{r, map_router_models(r)});
+    if (config.router_threshold) next->router.threshold = *config.router_threshold;
+    if (config.confidence_floor > 0) next->router.confidence_floor = config.confidence_floor;
     std::lock_guard lock(router_mutex);
-    tuned_router = std::move(tuned);
-    router_to_model = std::move(mapped);
+    routing = std::move(next);
   }
 
   std::vector<std::string> map_router_models(const router::Router& r) const {
@@ -303,10 +296,7 @@ Pipeline::Pipeline(Config config) : impl_(std::make_unique<Impl>(std::move(confi
 void Pipeline::open() {
   Impl& s = *impl_;
   Config& c = s.config;
-  // The same defaults as load_config, for a Config built in code.
-  if (c.memory_path.empty()) c.memory_path = (fs::path(c.data_dir) / "memory.sqlite").string();
-  if (c.request_log.empty()) c.request_log = (fs::path(c.data_dir) / "requests.jsonl").string();
-  if (c.default_model.empty() && !c.models.empty()) c.default_model = c.models.back().name;
+  detail::fill_derived_defaults(c);  // as load_config does, for a Config built in code
   if (c.models.empty()) throw Error("the configuration has no [[model]]");
   std::error_code ec;
   fs::create_directories(c.data_dir, ec);
@@ -505,8 +495,8 @@ Response Pipeline::run(Request req) {
     out.decision.context_tokens = static_cast<int>(c.max_context_tokens);
     // ---- route ------------------------------------------------------------------------------
     t = Clock::now();
-    auto [rt, to_model] = explicit_model ? decltype(s.current_router()){} : s.current_router();
-    if (rt) {
+    if (const auto routing = explicit_model ? nullptr : s.current_router()) {
+      const router::Router& rt = routing->router;
       router::Signals sig;
       sig.query.text = req.query;
       sig.query.embedding = e.vector;
@@ -527,10 +517,10 @@ Response Pipeline::run(Request req) {
       sig.system = req.constraints;
       sig.system.concurrent_requests = s.in_flight.load();
       sig.system.memory_available_gib = memory_available_gib();
-      const router::FeatureVector f = rt->features(sig);
+      const router::FeatureVector f = rt.features(sig);
       out.features.assign(f.begin(), f.end());
-      out.decision = rt->decide(f, sig.system);
-      out.model = to_model.at(out.decision.model);
+      out.decision = rt.decide(f, sig.system);
+      out.model = routing->to_model.at(out.decision.model);
       out.routed = true;
     }
     out.times.route = micros_since(t);
@@ -713,7 +703,7 @@ Response Pipeline::run(Request req) {
   row["router_decision"] = {{"model_id", out.model},
                             {"routed", out.routed},
                             {"context_size", cp.max_tokens},
-                            {"retrieval", retrieval_name(naive ? router::Retrieval::dense : out.decision.retrieval)},
+                            {"retrieval", router::to_string(naive ? router::Retrieval::dense : out.decision.retrieval)},
                             {"temperature", sampling.temperature},
                             {"top_p", sampling.top_p},
                             {"confidence", out.decision.confidence},
@@ -740,7 +730,7 @@ Response Pipeline::run(Request req) {
                       {"llm", out.times.llm},       {"writeback", out.times.writeback}};
   row["tokens"] = {{"prompt", out.prompt_tokens}, {"cached", out.cached_tokens}, {"completion", out.completion_tokens}};
   row["cache_hit"] = out.cache_hit;
-  row["finish"] = out.finish == llm::Finish::stop ? "stop" : out.finish == llm::Finish::length ? "length" : "cancelled";
+  row["finish"] = llm::to_string(out.finish);
   row["generated_weights"] = out.generated_weights;
   row["quality"] = json::object();  // filled by feedback (feedback.jsonl, joined on request_id)
   s.write_log(row);

@@ -702,4 +702,14 @@ uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {  // Lemire-free rejec
   return v % n;
 }
 
+std::string_view to_string(Retrieval retrieval) {
+  switch (retrieval) {
+    case Retrieval::none: return "none";
+    case Retrieval::dense: return "dense";
+    case Retrieval::hybrid: return "hybrid";
+    case Retrieval::hybrid_graph: return "hybrid_graph";
+  }
+  return "?";
+}
+
 }  // namespace ruvllm::router

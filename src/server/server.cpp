@@ -158,10 +158,6 @@ bool peer_closed(const std::string& ip, int port, int local_port, int& fd_cache)
   return n == 0;
 }
 
-const char* finish_reason(llm::Finish f) {
-  return f == llm::Finish::stop ? "stop" : f == llm::Finish::length ? "length" : "cancelled";
-}
-
 }  // namespace
 
 struct Server::Impl {
@@ -526,7 +522,7 @@ struct Server::Impl {
                     {{{"index", 0},
                       {"message", {{"role", "assistant"}, {"content", out.answer}}},
                       {"logprobs", nullptr},
-                      {"finish_reason", finish_reason(out.finish)}}}},
+                      {"finish_reason", llm::to_string(out.finish)}}}},
                    {"usage", usage(out)},
                    {"ruvllm", route_json(out)}};
       send_json(res, 200, body);
@@ -579,7 +575,7 @@ struct Server::Impl {
                 {{{"index", 0},
                   {"delta", json::object()},
                   {"logprobs", nullptr},
-                  {"finish_reason", finish_reason(out.finish)}}}},
+                  {"finish_reason", llm::to_string(out.finish)}}}},
                {"usage", usage(out)},
                {"ruvllm", route_json(out)}};
           line = "data: " + c.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\ndata: [DONE]\n\n";
@@ -632,7 +628,7 @@ struct Server::Impl {
     const pipeline::Response out = run_pipeline(std::move(r));
     json body = route_json(out);
     body["answer"] = out.answer;
-    body["finish_reason"] = finish_reason(out.finish);
+    body["finish_reason"] = llm::to_string(out.finish);
     body["usage"] = usage(out);
     send_json(res, 200, body);
   }
@@ -663,7 +659,7 @@ struct Server::Impl {
     send_json(res, 200,
               {{"model_id", out.model},
                {"text", out.text},
-               {"finish_reason", finish_reason(out.finish)},
+               {"finish_reason", llm::to_string(out.finish)},
                {"tokens",
                 {{"prompt", out.prompt_tokens}, {"cached", out.cached_tokens}, {"completion", out.completion_tokens}}},
                {"latency_ms", static_cast<double>(out.timings.total) / 1000.0},
