@@ -168,13 +168,14 @@ struct ContextParams {
 struct Context {
   std::string text;               // "[Context 1] (score=…, type=…, tags=…)\n<text>\n\n…"
   std::vector<std::size_t> used;  // indices of the candidates kept, in order
-  std::size_t tokens = 0;         // count_tokens(text)
+  std::size_t tokens = 0;         // the blocks' counts summed (blocks meet at newlines: no merges)
   std::size_t dropped_duplicates = 0, truncated = 0;
 };
 
 // Orders by score, drops near-identical blocks, and cuts by max_docs and max_tokens. A block that
-// does not fit whole is cut at a UTF-8 character boundary (never inside a character) when at least
-// a quarter of the remaining budget is left, else left out.
+// does not fit whole is cut to a prefix that fits (near the longest, found in two or three counts),
+// at a UTF-8 character boundary, when at least a quarter of the remaining budget is left, else
+// left out. count_tokens is called on each candidate's text whole: callers should cache it.
 Context build_context(const std::vector<Candidate>& candidates, const ContextParams& params);
 
 }  // namespace ruvllm::attention

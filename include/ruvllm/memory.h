@@ -75,8 +75,12 @@ struct MemoryParams {
   std::shared_ptr<const embed::Embedder> embedder;
   std::size_t dimension = 0;  // 0 = the embedder's
   IndexParams index;
-  bool durable = true;                           // fsync every commit (synchronous=FULL) rather than per checkpoint
-  std::size_t autosave_every = 50000;            // save the index after this many changes (0 = on close only)
+  bool durable = true;                 // fsync every commit (synchronous=FULL) rather than per checkpoint
+  std::size_t autosave_every = 50000;  // save the index after this many changes (0 = on close only)
+  // Lexical search from postings held in RAM (FTS5's tokenizer and bm25(): the same scores, 40x
+  // faster on long queries) rather than from FTS5's tables. Built on open: FOLDOC's 3,730 nodes
+  // (1.75 MB of text) add 88 ms and 4.9 MB; off = FTS5 answers (huge stores, small RAM).
+  bool lexical_in_memory = true;
   std::function<void(const std::string&)> warn;  // warnings (index rebuilt, ...); default: stderr
 };
 

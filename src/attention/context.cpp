@@ -66,6 +66,7 @@ Context build_context(const std::vector<Candidate>& candidates, const ContextPar
   std::stable_sort(order.begin(), order.end(),
                    [&](std::size_t a, std::size_t b) { return candidates[a].score > candidates[b].score; });
   Context ctx;
+  const std::size_t tail_cost = params.count_tokens("\n\n");
   std::vector<std::set<std::string>> kept_words;
   for (std::size_t idx : order) {
     if (ctx.used.size() >= params.max_docs) break;
@@ -79,32 +80,39 @@ Context build_context(const std::vector<Candidate>& candidates, const ContextPar
     }
     const std::string head = header(ctx.used.size() + 1, c);
     const std::size_t left = params.max_tokens > ctx.tokens ? params.max_tokens - ctx.tokens : 0;
-    std::string block = head + c.text + "\n\n";
-    std::size_t cost = params.count_tokens(block);
+    // Counted in parts: the caller caches a text's count, and the header (whose score changes
+    // every request) is short. Parts meet at newlines, where tokenizers split anyway.
+    const std::size_t head_cost = params.count_tokens(head);
+    const std::size_t text_cost = params.count_tokens(c.text);
+    std::size_t cost = head_cost + text_cost + tail_cost;
+    std::string_view piece = c.text;
     if (cost > left) {
-      if (left < params.max_tokens / 4) break;  // too little room for a useful piece
-      // Binary search the longest character-aligned prefix that fits.
-      std::size_t lo = 0, hi = c.text.size();
-      while (lo < hi) {
-        const std::size_t mid = (lo + hi + 1) / 2;
-        if (params.count_tokens(head + std::string(utf8_prefix(c.text, mid)) + "\n\n") <= left) {
-          lo = mid;
-        } else {
-          hi = mid - 1;
-        }
+      if (left < params.max_tokens / 4 || left <= head_cost + tail_cost) break;  // too little room
+      // A prefix that fits: guessed from the text's bytes per token, then shrunk — two or three
+      // counts instead of a binary search's ~log2(bytes).
+      const std::size_t room = left - head_cost - tail_cost;
+      std::size_t bytes = text_cost ? c.text.size() * room / text_cost : c.text.size();
+      std::size_t n = 0;
+      for (;;) {
+        piece = utf8_prefix(c.text, bytes);
+        if (piece.empty()) break;
+        n = params.count_tokens(piece);
+        if (n <= room) break;
+        bytes = std::min(piece.size() - 1,
+                         static_cast<std::size_t>(static_cast<double>(piece.size()) * static_cast<double>(room) /
+                                                  static_cast<double>(n) * 0.95));
       }
-      const std::string_view piece = utf8_prefix(c.text, lo);
       if (piece.empty()) break;
-      block = head + std::string(piece) + "\n\n";
-      cost = params.count_tokens(block);
+      cost = head_cost + n + tail_cost;
       ++ctx.truncated;
     }
-    ctx.text += block;
+    ctx.text += head;
+    ctx.text += piece;
+    ctx.text += "\n\n";
     ctx.tokens += cost;
     ctx.used.push_back(idx);
     kept_words.push_back(std::move(words));
   }
-  ctx.tokens = params.count_tokens(ctx.text);  // exact: tokens may merge across block borders
   return ctx;
 }
 

@@ -335,6 +335,116 @@ TEST(Memory, HybridFusionIsReciprocalRankFusionOfBothLists) {
   EXPECT_TRUE(r.hits.empty());
 }
 
+// The in-memory lexical index against FTS5's own bm25() over the same table, as rows are added,
+// removed and the memory reopened: the same rows, in the same order, with the same scores.
+TEST(Memory, LexicalSearchInRamEqualsFts5Bm25) {
+  const std::string path = fresh_db("lexical");
+  // Zipf-like word draws, with stemming variants, diacritics, hyphens and apostrophes.
+  const std::vector<std::string> vocab = {
+      "connect", "connected", "connecting", "connection", "network",    "networks", "café",   "cafe",
+      "naïve",   "compiler",  "compilers",  "kernel",     "well-known", "queen's",  "memory", "memories",
+      "graph",   "graphs",    "search",     "searching",  "index",      "indexes",  "river",  "mountain",
+      "valley",  "lake",      "tower",      "iron",       "paris",      "rome",     "token",  "tokens",
+      "vector",  "vectors",   "router",     "routing",    "model",      "models"};
+  std::mt19937_64 rng(7);
+  auto draw = [&] {
+    const double u = std::uniform_real_distribution<>(0, 1)(rng);
+    return vocab[static_cast<std::size_t>(std::pow(u, 2.0) * static_cast<double>(vocab.size()))];
+  };
+  auto sentence = [&](std::size_t n) {
+    std::string t;
+    for (std::size_t i = 0; i < n; ++i) t += (i ? " " : "") + draw();
+    return t;
+  };
+  auto make_nodes = [&](std::size_t n) {
+    std::vector<Node> nodes;
+    for (std::size_t i = 0; i < n; ++i) {
+      Node node;
+      node.text = sentence(3 + rng() % 40);
+      if (rng() % 3 == 0) node.title = sentence(1 + rng() % 3);
+      node.type = rng() % 4 == 0 ? NodeType::fact : NodeType::chunk;
+      node.vector = {1, 0, 0, 0};
+      nodes.push_back(std::move(node));
+    }
+    return nodes;
+  };
+  // The reference: FTS5 itself, with the query the memory builds (words OR-ed, hyphenated and
+  // possessive words as their parts).
+  auto reference = [&](const std::string& match, bool facts_only) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    const std::string sql = std::string(
+                                "SELECT n.id, bm25(fts, 1.0, 1.0) AS s FROM fts JOIN nodes n ON n.key = fts.rowid "
+                                "WHERE fts MATCH ?") +
+                            (facts_only ? " AND n.type = 'fact'" : "") + " ORDER BY s, n.key LIMIT 20";
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK);
+    sqlite3_bind_text(st, 1, match.c_str(), -1, SQLITE_TRANSIENT);
+    std::vector<std::pair<std::string, double>> out;
+    while (sqlite3_step(st) == SQLITE_ROW)
+      out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), -sqlite3_column_double(st, 1));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+  };
+  auto compare = [&](const Memory& m, const char* when) {
+    std::size_t compared = 0;
+    for (int q = 0; q < 60; ++q) {
+      std::vector<std::string> words;
+      for (std::size_t i = 0; i < 1 + rng() % 10; ++i) words.push_back(draw());
+      if (q % 7 == 0) words.push_back("qzxvw");  // in no row
+      std::string text, match;
+      std::set<std::string> seen;
+      for (const auto& w : words) {
+        text += w + " ";
+        std::string part;
+        for (char c : w + "-") {
+          if (c != '-' && c != '\'') {
+            part += c;
+          } else if (!part.empty()) {
+            if (part != "s" && seen.insert(part).second) match += (match.empty() ? "\"" : " OR \"") + part + "\"";
+            part.clear();
+          }
+        }
+      }
+      const bool facts_only = q % 5 == 0;
+      SearchQuery sq;
+      sq.text = text;
+      sq.mode = SearchMode::lexical;
+      sq.k = 20;
+      if (facts_only) sq.filter.types = {NodeType::fact};
+      const auto got = m.search(sq).hits;
+      const auto want = reference(match, facts_only);
+      ASSERT_EQ(got.size(), want.size()) << when << ": " << text;
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        ASSERT_NEAR(got[i].bm25, want[i].second, 1e-9 * std::max(1.0, std::abs(want[i].second)))
+            << when << ": " << text;
+        // Equal scores may come in either order; a strictly better row must come first.
+        const bool tied = (i > 0 && std::abs(want[i - 1].second - want[i].second) < 1e-9) ||
+                          (i + 1 < want.size() && std::abs(want[i + 1].second - want[i].second) < 1e-9);
+        if (!tied) EXPECT_EQ(got[i].id, want[i].first) << when << ": " << text << " rank " << i;
+        ++compared;
+      }
+    }
+    EXPECT_GT(compared, 300u) << when;
+  };
+  std::vector<std::string> ids;
+  {
+    Memory m(vector_params(path, 4));
+    ids = m.add_batch(make_nodes(300));
+    compare(m, "after adding");
+    for (std::size_t i = 0; i < ids.size(); i += 3) ASSERT_TRUE(m.remove(ids[i]));
+    m.add_batch(make_nodes(60));
+    compare(m, "after removing and adding");
+  }
+  Memory reopened(vector_params(path, 4));
+  compare(reopened, "after reopening");
+  MemoryParams fts = vector_params(path, 4);
+  fts.lexical_in_memory = false;
+  Memory through_fts5(fts);
+  compare(through_fts5, "through FTS5");
+}
+
 TEST(Memory, ExpandFollowsTheHeaviestEdgesWithinCaps) {
   Memory m(vector_params(fresh_db("graph"), 4));
   std::vector<std::string> ids;
