@@ -4,7 +4,9 @@
 #  1. Installs the Debian packages the build needs (apt-get only what is missing).
 #  2. Fetches the pinned npm packages that ship third-party sources (package.json + package-lock.json)
 #     with `npm pack` (the tarball only: no dependencies, no package scripts), verifies each tarball
-#     against the lockfile's sha512 integrity hash and unpacks it under build/deps/.
+#     against the lockfile's sha512 integrity hash and unpacks it under build/deps/. One of them is
+#     the `openai` JS client (no dependencies) that tests/server/openai_client_test.mjs imports from
+#     build/deps/npm/openai-<version>.
 #  3. Clones llama.cpp from the git bundle inside node-llama-cpp into build/deps/llama.cpp.
 #  4. Converts the GloVe word vectors and the demo corpus (FOLDOC, from dict-foldoc) once.
 #

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -55,6 +56,25 @@ json error_body(int status, const std::string& message, const std::string& param
   err["param"] = param.empty() ? json(nullptr) : json(param);
   err["code"] = code.empty() ? json(nullptr) : json(code);
   return {{"error", err}};
+}
+
+// OpenAI's encoding_format "base64": the vector's float32 values, little-endian, in base64 (the
+// official clients ask for it by default and decode it themselves).
+std::string base64_floats(const std::vector<float>& v) {
+  static constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string bytes;
+  bytes.reserve(v.size() * 4);
+  for (float f : v)
+    for (int shift = 0; shift < 32; shift += 8) bytes.push_back(static_cast<char>(std::bit_cast<uint32_t>(f) >> shift));
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    const std::size_t n = std::min<std::size_t>(3, bytes.size() - i);
+    uint32_t chunk = 0;
+    for (std::size_t k = 0; k < 3; ++k) chunk = chunk << 8 | (k < n ? static_cast<unsigned char>(bytes[i + k]) : 0u);
+    for (std::size_t k = 0; k < 4; ++k) out.push_back(k <= n ? digits[chunk >> (18 - 6 * k) & 63] : '=');
+  }
+  return out;
 }
 
 void send_json(httplib::Response& res, int status, const json& body) {
@@ -687,6 +707,9 @@ struct Server::Impl {
       throw HttpError(404,
                       "the embedding model '" + model + "' does not exist (this server embeds with '" + e.name() + "')",
                       "model", "model_not_found");
+    const std::string format = get_string(b, "encoding_format", false, "float");
+    if (format != "float" && format != "base64")
+      throw HttpError(400, "'encoding_format' must be \"float\" or \"base64\"", "encoding_format");
     json data = json::array();
     std::size_t tokens = 0;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -701,7 +724,9 @@ struct Server::Impl {
       // No known word: no honest vector. OpenAI has no "none", so this is an error, not zeros.
       if (v.vector.empty())
         throw HttpError(400, "input[" + std::to_string(i) + "] has no word the embedder knows", "input");
-      data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", v.vector}});
+      data.push_back({{"object", "embedding"},
+                      {"index", i},
+                      {"embedding", format == "base64" ? json(base64_floats(v.vector)) : json(v.vector)}});
     }
     send_json(res, 200,
               {{"object", "list"},

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -415,6 +416,33 @@ TEST(Server, EmbeddingsAreTheEmbeddersVectors) {
   ASSERT_TRUE(one);
   ASSERT_EQ(one->status, 200);
   EXPECT_EQ(parse(one->body)["data"][0]["embedding"], j["data"][1]["embedding"]);
+  // encoding_format "base64", which the openai clients ask for by default: the float32 values,
+  // little-endian, in base64. Anything but float or base64 is a 400.
+  const auto packed = post(cli, "/v1/embeddings", {{"input", inputs[1]}, {"encoding_format", "base64"}});
+  ASSERT_TRUE(packed);
+  ASSERT_EQ(packed->status, 200) << packed->body;
+  const json b64 = parse(packed->body)["data"][0]["embedding"];
+  ASSERT_TRUE(b64.is_string()) << packed->body;
+  const std::string text = b64;
+  ASSERT_EQ(text.size(), (4 * h.pipe->embedder().dimension() + 2) / 3 * 4);
+  const std::string_view digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string bytes;
+  for (std::size_t i = 0, bits = 0, acc = 0; i < text.size() && text[i] != '='; ++i) {
+    const std::size_t digit = digits.find(text[i]);
+    ASSERT_NE(digit, std::string_view::npos) << text;
+    acc = (acc << 6 | digit) & 0xffff;
+    if ((bits += 6) >= 8) bytes.push_back(static_cast<char>(acc >> (bits -= 8)));
+  }
+  const auto expected = h.pipe->embedder().embed(inputs[1]).vector;
+  ASSERT_EQ(bytes.size(), 4 * expected.size());
+  for (std::size_t k = 0; k < expected.size(); ++k) {
+    uint32_t u = 0;
+    for (int b = 3; b >= 0; --b) u = u << 8 | static_cast<unsigned char>(bytes[4 * k + b]);
+    EXPECT_EQ(std::bit_cast<float>(u), expected[k]) << k;
+  }
+  const auto floats = post(cli, "/v1/embeddings", {{"input", inputs[1]}, {"encoding_format", "float"}});
+  ASSERT_TRUE(floats);
+  EXPECT_EQ(parse(floats->body)["data"][0]["embedding"], j["data"][1]["embedding"]);
 }
 
 // ==== native endpoints ==========================================================================
@@ -804,6 +832,7 @@ TEST(Server, BadInputGetsTheRightStatusInOpenAIErrorShape) {
       {"embeddings empty list", "POST", "/v1/embeddings", R"({"input": []})", 400},
       {"embeddings empty string", "POST", "/v1/embeddings", R"({"input": ""})", 400},
       {"embeddings unknown model", "POST", "/v1/embeddings", R"({"input": "hi", "model": "text-embedding-9"})", 404},
+      {"embeddings unknown encoding", "POST", "/v1/embeddings", R"({"input": "hi", "encoding_format": "int8"})", 400},
       {"query without query", "POST", "/v1/query", R"({"max_tokens": 2})", 400},
       {"query with unknown flow", "POST", "/v1/query", R"({"query": "hi", "flow": "sideways"})", 400},
       {"generate unknown model", "POST", "/generate", R"({"model_id": "nope", "prompt": "hi"})", 404},
