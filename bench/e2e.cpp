@@ -29,7 +29,8 @@ struct E2eOptions {
   std::size_t limit = 40, concurrency = 4, warmup = 2;
   int max_tokens = 32;
   int decode_tokens = 128;
-  bool stages_only = false;  // no generation: the non-LLM stages over many queries, quickly
+  std::size_t decode_requests = 16;  // the decode-bound batching run: requests submitted together
+  bool stages_only = false;          // no generation: the non-LLM stages over many queries, quickly
 };
 
 std::vector<std::string> read_queries(const std::string& path, std::size_t limit) {
@@ -148,7 +149,7 @@ void run_e2e(const E2eOptions& o) {
   if (config.router_file.empty())
     std::fprintf(stderr, "note: router.file is empty: the routed flow sends everything to %s\n",
                  config.default_model.c_str());
-  config.parallel = std::max<int>(config.parallel, static_cast<int>(o.concurrency));
+  config.parallel = std::max({config.parallel, static_cast<int>(o.concurrency), static_cast<int>(o.decode_requests)});
   pipeline::Pipeline p(config);
   const auto queries = read_queries(o.queries, o.limit);
   const std::string smallest = config.models.front().name;
@@ -221,8 +222,8 @@ void run_e2e(const E2eOptions& o) {
 
   // The engine's continuous batching where it pays: decode-bound requests (a short prompt, many
   // completion tokens) to the smallest model, one at a time vs all submitted together.
-  std::fprintf(stderr, "  decode-bound batching on %s: %zu requests of %d tokens\n", smallest.c_str(), o.concurrency,
-               o.decode_tokens);
+  std::fprintf(stderr, "  decode-bound batching on %s: %zu requests of %d tokens\n", smallest.c_str(),
+               o.decode_requests, o.decode_tokens);
   auto decode_request = [&](std::size_t i) {
     llm::GenerateRequest g;
     g.prompt = "Question " + std::to_string(i) + ": explain what a compiler does.";
@@ -235,19 +236,20 @@ void run_e2e(const E2eOptions& o) {
   int decode_tokens = 0;
   {
     const auto t0 = Clock::now();
-    for (std::size_t i = 0; i < o.concurrency; ++i)
+    for (std::size_t i = 0; i < o.decode_requests; ++i)
       decode_tokens += p.engine().generate(smallest, decode_request(i)).completion_tokens;
     decode_seq_s = std::chrono::duration<double>(Clock::now() - t0).count();
     const auto t1 = Clock::now();
     std::vector<std::future<llm::GenerateResult>> futures;
-    for (std::size_t i = 0; i < o.concurrency; ++i) futures.push_back(p.engine().submit(smallest, decode_request(i)));
+    for (std::size_t i = 0; i < o.decode_requests; ++i)
+      futures.push_back(p.engine().submit(smallest, decode_request(i)));
     for (auto& f : futures) f.get();
     decode_batch_s = std::chrono::duration<double>(Clock::now() - t1).count();
   }
 
   json j;
   j["decode_batching"] = {{"model", smallest},
-                          {"requests", o.concurrency},
+                          {"requests", o.decode_requests},
                           {"completion_tokens", decode_tokens},
                           {"one_at_a_time_tokens_per_s", decode_tokens / decode_seq_s},
                           {"batched_tokens_per_s", decode_tokens / decode_batch_s},
@@ -312,7 +314,7 @@ void run_e2e(const E2eOptions& o) {
   std::snprintf(buf, sizeof buf,
                 "Decode-bound batching on %s (%zu requests x %d tokens, short prompt): %.1f tokens/s one at a "
                 "time, %.1f batched (%.2fx).\n",
-                smallest.c_str(), o.concurrency, o.decode_tokens,
+                smallest.c_str(), o.decode_requests, o.decode_tokens,
                 j["decode_batching"]["one_at_a_time_tokens_per_s"].get<double>(),
                 j["decode_batching"]["batched_tokens_per_s"].get<double>(),
                 j["decode_batching"]["speedup"].get<double>());
@@ -331,6 +333,7 @@ void add_bench_e2e(CLI::App& bench) {
   cmd->add_option("--max-tokens", o->max_tokens, "completion tokens per query (both flows)");
   cmd->add_option("--concurrency", o->concurrency, "concurrent clients");
   cmd->add_option("--decode-tokens", o->decode_tokens, "completion tokens of the decode-bound batching run");
+  cmd->add_option("--decode-requests", o->decode_requests, "requests submitted together in that run");
   cmd->add_option("--warmup", o->warmup, "queries run before measuring");
   cmd->add_option("--out", o->out, "output folder");
   cmd->add_flag("--stages-only", o->stages_only, "no generation: time the non-LLM stages of both flows");

@@ -48,7 +48,7 @@ struct Method {
 
 const std::vector<Method> kFlat = {
     {"dense (GloVe SIF)", memory::SearchMode::dense},
-    {"BM25 (FTS5)", memory::SearchMode::lexical},
+    {"BM25 (FTS5 bm25, postings in RAM)", memory::SearchMode::lexical},
     {"hybrid RRF", memory::SearchMode::hybrid, memory::Fusion::rrf},
     {"hybrid weighted 0.5", memory::SearchMode::hybrid, memory::Fusion::weighted, 0.5},
     {"hybrid weighted 0.25", memory::SearchMode::hybrid, memory::Fusion::weighted, 0.25}};

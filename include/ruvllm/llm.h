@@ -45,6 +45,7 @@ struct ModelInfo {
   std::string path, architecture, description, file_type, tokenizer, pre_tokenizer, chat_template;
   uint64_t n_params = 0, file_bytes = 0;
   int n_ctx_train = 0, n_embd = 0, n_layer = 0, n_vocab = 0;
+  uint64_t vocab_hash = 0;         // tokenizer kind, pre-tokenizer, tokens and merges: equal = same tokens
   bool hybrid = false;             // attention + recurrent/conv layers (LFM2)
   bool generated_weights = false;  // written by `ruvllm model synth`: the text it writes is noise
 };

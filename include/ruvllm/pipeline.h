@@ -97,7 +97,11 @@ struct Config {
   std::vector<llm::ModelSpec> models;  // [[model]] tables: the ladder, cheapest first
   std::string default_model;           // routing off, or the naive flow; "" = the last model
   llm::LoadMode load_mode = llm::LoadMode::read;
-  int threads = 0, gpu_layers = 0, context = 4096, parallel = 4;
+  int threads = 0, gpu_layers = 0, context = 4096;
+  // Sequences decoded together per model. 16 requests of 128 tokens to LFM2-350M Q4_0 on 2 cores:
+  // 2.27x the tokens/s of one at a time (4: 1.67x, 8: 1.89x); KV memory grows with it (1.2B at
+  // 4,096 tokens: +898 MB at 4, +1,474 MB at 16). Single-request speed does not change.
+  int parallel = 16;
 
   std::string data_dir = "ruvllm-data";  // memory.sqlite, requests.jsonl, feedback.jsonl live here
   std::string memory_path;               // "" = data_dir/memory.sqlite

@@ -78,6 +78,20 @@ ModelInfo read_gguf_info(const std::string& path) {
   if (const int64_t id = gguf_find_key(ctx.get(), "tokenizer.ggml.tokens"); id >= 0) {
     info.n_vocab = static_cast<int>(gguf_get_arr_n(ctx.get(), id));
   }
+  // FNV-1a over everything that decides how text splits into tokens.
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](std::string_view s) {
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    h = (h ^ 0xFF) * 1099511628211ull;  // a separator no UTF-8 string contains
+  };
+  mix(info.tokenizer);
+  mix(info.pre_tokenizer);
+  for (const char* key : {"tokenizer.ggml.tokens", "tokenizer.ggml.merges"}) {
+    const int64_t id = gguf_find_key(ctx.get(), key);
+    if (id < 0 || gguf_get_arr_type(ctx.get(), id) != GGUF_TYPE_STRING) continue;
+    for (std::size_t i = 0, n = gguf_get_arr_n(ctx.get(), id); i < n; ++i) mix(gguf_get_arr_str(ctx.get(), id, i));
+  }
+  info.vocab_hash = h;
   const int64_t file_type = integer_value(ctx.get(), "general.file_type");
   info.file_type = llama_ftype_name(static_cast<llama_ftype>(file_type));
 

@@ -187,12 +187,24 @@ struct Pipeline::Impl {
 
   explicit Impl(Config c) : config(std::move(c)), cache(config.cache_entries) {}
 
-  // Token counts of context candidates per model: a node's text never changes, and tokenizing a
-  // chunk costs ~250 µs with a 65k-token BPE vocabulary. Keyed by a hash of model and text.
+  // Token counts of context candidates per tokenizer: a node's text never changes, and tokenizing
+  // a chunk costs ~250 µs with a 65k-token BPE vocabulary. Keyed by a hash of the model's vocabulary
+  // and the text, so the rungs of one family (every LFM2 size) share their counts.
   std::mutex token_mutex;
   std::unordered_map<uint64_t, uint32_t> token_counts;
+  std::unordered_map<std::string, uint64_t> vocab_of;  // model → vocab_hash (under token_mutex)
   std::size_t count_tokens(const std::string& model, std::string_view text) {
-    const uint64_t key = fnv1a(text, fnv1a(model));
+    uint64_t vocab = 0;
+    {
+      std::lock_guard lock(token_mutex);
+      if (auto it = vocab_of.find(model); it != vocab_of.end()) vocab = it->second;
+    }
+    if (vocab == 0) {
+      vocab = engine->info(model).vocab_hash;
+      std::lock_guard lock(token_mutex);
+      vocab_of.emplace(model, vocab);
+    }
+    const uint64_t key = fnv1a(text, vocab);
     {
       std::lock_guard lock(token_mutex);
       if (auto it = token_counts.find(key); it != token_counts.end()) return it->second;

@@ -95,6 +95,22 @@ TEST(Synth, TinyFileDescribesItselfAndItsTokenizerWorks) {
   EXPECT_EQ(engine.render_chat("tiny", {{"user", "hi"}}), "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
 }
 
+// Models that tokenize alike share a vocab_hash (the pipeline shares token counts by it); another
+// vocabulary gets another hash.
+TEST(Synth, VocabHashIsSharedByOneTokenizerOnly) {
+  const ModelInfo tiny = inspect_model(tiny_lfm2());
+  EXPECT_NE(tiny.vocab_hash, 0u);
+  SynthParams other;
+  other.size = "tiny";
+  other.seed = 99;  // other weights, the same vocabulary
+  other.out = test::tmp_dir() + "/tiny-seed99.gguf";
+  synth_lfm2(other);
+  EXPECT_EQ(inspect_model(other.out).vocab_hash, tiny.vocab_hash);
+  const std::string stories = test::shared_data("models/stories260K.gguf");
+  if (stories.empty()) GTEST_SKIP() << "skipped the other-vocabulary half: ../shared/data/models is absent";
+  EXPECT_NE(inspect_model(stories).vocab_hash, tiny.vocab_hash);
+}
+
 TEST(Quantize, ProducesTheRequestedTypesThatLoadAndGenerate) {
   const std::vector<std::pair<std::string, std::string>> types = {
       {"Q8_0", "Q8_0"}, {"Q4_0", "Q4_0"}, {"q4_k_m", "Q4_K - Medium"}};  // requested -> llama.cpp's name
