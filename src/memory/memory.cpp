@@ -147,6 +147,20 @@ struct Memory::Impl {
   std::shared_mutex in_flight;
   std::atomic<bool> index_stale{false};
 
+  // The graph's adjacency in RAM (both directions, heaviest then newest first), so that expansion
+  // walks without a statement per node. Derived like key_meta: loaded on open, and every edge
+  // change reloads the lists of the nodes it touched before the writer lock is released.
+  struct Adjacent {
+    uint64_t other = 0, edge = 0;  // the node at the other end; the edge's key
+    float weight = 0;
+    int64_t timestamp_ms = 0;
+    uint32_t rel = 0;  // interned in `relations`
+    bool out = false;  // this node is the edge's source
+  };
+  mutable std::shared_mutex graph_mutex;         // guards the two below
+  std::vector<std::vector<Adjacent>> adjacency;  // by node key
+  std::unordered_map<std::string, uint32_t> relations;
+
   mutable std::shared_mutex meta_mutex;  // guards the three below
   std::vector<KeyMeta> key_meta;         // by key
   std::unordered_map<std::string, uint32_t> interned;
@@ -213,6 +227,75 @@ struct Memory::Impl {
     load_key_meta(db);
     open_index(db);
     if (params.lexical_in_memory) load_lexical_index(db);
+    std::unique_lock lock(graph_mutex);
+    load_adjacency(db, {});
+  }
+
+  // Reloads the adjacency lists of `keys` from the store (all lists when `keys` is empty). Under
+  // graph_mutex (exclusive), and under write_mutex once the memory is open.
+  void load_adjacency(Db& db, const std::vector<uint64_t>& keys) {
+    auto slot = [&](uint64_t key) -> std::vector<Adjacent>& {
+      if (key >= adjacency.size()) adjacency.resize(std::max<std::size_t>(key + 1, adjacency.size() * 3 / 2 + 16));
+      return adjacency[key];
+    };
+    auto intern_rel = [&](const std::string& rel) {
+      return relations.try_emplace(rel, static_cast<uint32_t>(relations.size())).first->second;
+    };
+    auto add = [&](uint64_t node, const Statement& s, bool out) {
+      slot(node).push_back(Adjacent{static_cast<uint64_t>(s.integer(out ? 2 : 1)), static_cast<uint64_t>(s.integer(0)),
+                                    static_cast<float>(s.real(4)), s.integer(5), intern_rel(s.text(3)), out});
+    };
+    constexpr const char* kColumns = "SELECT key, src, dst, rel, weight, timestamp_ms FROM edges";
+    std::vector<uint64_t> touched;
+    if (keys.empty()) {
+      adjacency.clear();
+      Statement s(db, kColumns);
+      while (s.step()) {
+        add(static_cast<uint64_t>(s.integer(1)), s, true);
+        add(static_cast<uint64_t>(s.integer(2)), s, false);
+      }
+      for (uint64_t k = 0; k < adjacency.size(); ++k) touched.push_back(k);
+    } else {
+      Statement out(db, std::string(kColumns) + " WHERE src = ?");
+      Statement in(db, std::string(kColumns) + " WHERE dst = ?");
+      for (uint64_t key : keys) {
+        slot(key).clear();
+        out.bind(1, static_cast<int64_t>(key));
+        while (out.step()) add(key, out, true);
+        out.reset();
+        in.bind(1, static_cast<int64_t>(key));
+        while (in.step()) add(key, in, false);
+        in.reset();
+        touched.push_back(key);
+      }
+    }
+    for (uint64_t key : touched) {
+      auto& list = adjacency[key];
+      std::sort(list.begin(), list.end(), [](const Adjacent& a, const Adjacent& b) {
+        if (a.weight != b.weight) return a.weight > b.weight;
+        if (a.timestamp_ms != b.timestamp_ms) return a.timestamp_ms > b.timestamp_ms;
+        return a.edge < b.edge;
+      });
+      list.shrink_to_fit();
+    }
+  }
+
+  // After a committed edge change: the lists of `keys` (and of removed nodes, emptied) follow it.
+  void refresh_adjacency(Db& db, std::vector<uint64_t> keys, const std::vector<uint64_t>& removed = {}) {
+    std::unique_lock lock(graph_mutex);
+    for (uint64_t key : removed) {
+      if (key >= adjacency.size()) continue;
+      for (const Adjacent& a : adjacency[key]) keys.push_back(a.other);  // its neighbours lose the edges
+      adjacency[key].clear();
+      adjacency[key].shrink_to_fit();
+    }
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    keys.erase(
+        std::remove_if(keys.begin(), keys.end(),
+                       [&](uint64_t k) { return std::find(removed.begin(), removed.end(), k) != removed.end(); }),
+        keys.end());
+    if (!keys.empty()) load_adjacency(db, keys);
   }
 
   void load_lexical_index(Db& db) {
@@ -459,6 +542,7 @@ struct Memory::Impl {
   struct Pending {  // applied to the index and key_meta after the commit
     std::vector<std::pair<uint64_t, const Node*>> added;
     std::vector<uint64_t> removed;
+    std::vector<uint64_t> edge_ends;  // nodes whose edges changed
   };
 
   uint64_t insert_node(Db& db, Node& n, Pending& pending) {
@@ -501,7 +585,7 @@ struct Memory::Impl {
   }
 
   // Inserts, or updates the edge with the same (src, dst, rel); returns its id. Under write_mutex.
-  std::string upsert_edge(Db& db, Edge& edge) {
+  std::string upsert_edge(Db& db, Edge& edge, std::vector<uint64_t>& edge_ends) {
     const auto src = key_of(db, edge.src);
     if (!src) throw Error("edge source " + edge.src + " is not a node");
     const auto dst = key_of(db, edge.dst);
@@ -523,6 +607,8 @@ struct Memory::Impl {
         throw Error("edge id " + edge.id + " already exists");
       throw;
     }
+    edge_ends.push_back(*src);
+    edge_ends.push_back(*dst);
     return edge.id;
   }
 
@@ -550,6 +636,8 @@ struct Memory::Impl {
         seq = seq_before;
         throw;
       }
+      if (!pending.edge_ends.empty() || !pending.removed.empty())
+        refresh_adjacency(*writer, std::move(pending.edge_ends), pending.removed);
       lock.unlock();
       after_commit();
       try {
@@ -842,7 +930,7 @@ std::vector<std::string> Memory::add_batch(std::vector<Node> nodes, std::vector<
   impl_->change(
       [&](Db& db, Impl::Pending& pending) {
         for (Node& n : nodes) impl_->insert_node(db, n, pending);
-        for (Edge& e : edges) impl_->upsert_edge(db, e);
+        for (Edge& e : edges) impl_->upsert_edge(db, e, pending.edge_ends);
         return true;
       },
       [] {});
@@ -909,6 +997,8 @@ std::string Memory::supersede(std::string_view id, Node replacement, int64_t val
                     "VALUES (?, ?, ?, 'supersedes', 1, ?, 'user', 1)");
         e.bind(1, impl_->new_uuid()).bind(2, static_cast<int64_t>(new_key)).bind(3, static_cast<int64_t>(old_key));
         e.bind(4, now_ms()).run();
+        pending.edge_ends.push_back(new_key);
+        pending.edge_ends.push_back(old_key);
         return true;
       },
       [&] {
@@ -918,16 +1008,36 @@ std::string Memory::supersede(std::string_view id, Node replacement, int64_t val
   return replacement.id;
 }
 
+namespace {
+// Steps a statement ending in `RETURNING src, dst` to completion; the endpoints it touched.
+std::vector<uint64_t> touched_ends(Statement& s) {
+  std::vector<uint64_t> ends;
+  while (s.step()) {
+    ends.push_back(static_cast<uint64_t>(s.integer(0)));
+    ends.push_back(static_cast<uint64_t>(s.integer(1)));
+  }
+  s.reset();
+  return ends;
+}
+}  // namespace
+
 std::string Memory::link(Edge edge) {
   impl_->check_edge(edge);
   std::lock_guard lock(impl_->write_mutex);
-  return impl_->upsert_edge(*impl_->writer, edge);
+  std::vector<uint64_t> ends;
+  std::string id = impl_->upsert_edge(*impl_->writer, edge, ends);
+  impl_->refresh_adjacency(*impl_->writer, std::move(ends));
+  return id;
 }
 
 bool Memory::unlink(std::string_view edge_id) {
   std::lock_guard lock(impl_->write_mutex);
-  Statement(*impl_->writer, "DELETE FROM edges WHERE id = ?").bind(1, edge_id).run();
-  return impl_->writer->changes() > 0;
+  Statement s(*impl_->writer, "DELETE FROM edges WHERE id = ? RETURNING src, dst");
+  s.bind(1, edge_id);
+  auto ends = touched_ends(s);
+  if (ends.empty()) return false;
+  impl_->refresh_adjacency(*impl_->writer, std::move(ends));
+  return true;
 }
 
 namespace {
@@ -967,20 +1077,21 @@ std::vector<Edge> Memory::edges(std::string_view node_id, Direction direction, s
 void Memory::set_weight(std::string_view edge_id, float weight) {
   if (!std::isfinite(weight) || !(weight > 0)) throw Error("edge weight must be a positive number");
   std::lock_guard lock(impl_->write_mutex);
-  Statement(*impl_->writer, "UPDATE edges SET weight = ? WHERE id = ?")
-      .bind(1, static_cast<double>(weight))
-      .bind(2, edge_id)
-      .run();
-  if (impl_->writer->changes() == 0) throw Error("unknown edge " + std::string(edge_id));
+  Statement s(*impl_->writer, "UPDATE edges SET weight = ? WHERE id = ? RETURNING src, dst");
+  s.bind(1, static_cast<double>(weight)).bind(2, edge_id);
+  auto ends = touched_ends(s);
+  if (ends.empty()) throw Error("unknown edge " + std::string(edge_id));
+  impl_->refresh_adjacency(*impl_->writer, std::move(ends));
 }
 
 std::size_t Memory::prune_edges(float min_weight, int64_t older_than_ms) {
   std::lock_guard lock(impl_->write_mutex);
-  Statement(*impl_->writer, "DELETE FROM edges WHERE weight < ? AND timestamp_ms < ?")
-      .bind(1, static_cast<double>(min_weight))
-      .bind(2, older_than_ms)
-      .run();
-  return static_cast<std::size_t>(impl_->writer->changes());
+  Statement s(*impl_->writer, "DELETE FROM edges WHERE weight < ? AND timestamp_ms < ? RETURNING src, dst");
+  s.bind(1, static_cast<double>(min_weight)).bind(2, older_than_ms);
+  auto ends = touched_ends(s);
+  const std::size_t deleted = ends.size() / 2;
+  if (deleted) impl_->refresh_adjacency(*impl_->writer, std::move(ends));
+  return deleted;
 }
 
 SearchResult Memory::search(const SearchQuery& query) const {
@@ -1107,43 +1218,54 @@ Subgraph Memory::expand(const std::vector<std::string>& seeds, const ExpandParam
   std::vector<uint64_t> keys;
   std::vector<int> depth;
   std::unordered_map<uint64_t, std::size_t> position;
-  for (const auto& id : seeds) {
-    const auto key = impl_->key_of(db, id);
-    if (!key) throw Error("expand: unknown seed node " + id);
-    if (position.count(*key) || keys.size() >= params.max_nodes) continue;
-    position[*key] = keys.size();
-    keys.push_back(*key);
-    depth.push_back(0);
-  }
-  std::string rel_clause;
-  if (!params.relations.empty()) {
-    rel_clause = " AND rel IN (";
-    for (std::size_t i = 0; i < params.relations.size(); ++i) rel_clause += (i ? ",?" : "?") + std::to_string(4 + i);
-    rel_clause += ")";
-  }
-  // Both directions, heaviest then newest first, within the degree budget.
-  Statement next(
-      db, "SELECT other FROM (SELECT dst AS other, weight, timestamp_ms FROM edges WHERE src = ?1 AND weight >= ?2" +
-              rel_clause + " UNION ALL SELECT src, weight, timestamp_ms FROM edges WHERE dst = ?1 AND weight >= ?2" +
-              rel_clause + ") ORDER BY weight DESC, timestamp_ms DESC LIMIT ?3");
-  std::size_t frontier_begin = 0;
-  for (int hop = 1; hop <= params.hops && keys.size() < params.max_nodes; ++hop) {
-    const std::size_t frontier_end = keys.size();
-    for (std::size_t i = frontier_begin; i < frontier_end && keys.size() < params.max_nodes; ++i) {
-      next.bind(1, static_cast<int64_t>(keys[i])).bind(2, static_cast<double>(params.min_weight));
-      int b = 4;
-      for (const auto& r : params.relations) next.bind(b++, r);
-      next.bind(3, static_cast<int64_t>(params.degree_budget));
-      while (next.step() && keys.size() < params.max_nodes) {
-        const auto other = static_cast<uint64_t>(next.integer(0));
-        if (position.count(other)) continue;
-        position[other] = keys.size();
-        keys.push_back(other);
-        depth.push_back(hop);
-      }
-      next.reset();
+  {
+    Statement key_of(db, "SELECT key FROM nodes WHERE id = ?");
+    for (const auto& id : seeds) {
+      key_of.bind(1, id);
+      if (!key_of.step()) throw Error("expand: unknown seed node " + id);
+      const auto key = static_cast<uint64_t>(key_of.integer(0));
+      key_of.reset();
+      if (position.count(key) || keys.size() >= params.max_nodes) continue;
+      position[key] = keys.size();
+      keys.push_back(key);
+      depth.push_back(0);
     }
-    frontier_begin = frontier_end;
+  }
+  // The walk and the choice of edges run on the adjacency in RAM; rows come from the store.
+  std::vector<uint64_t> inside;  // keys of the edges between two of the nodes
+  {
+    std::shared_lock lock(impl_->graph_mutex);
+    const auto& adjacency = impl_->adjacency;
+    std::vector<uint32_t> wanted;  // relation filter, interned; an unknown name matches nothing
+    for (const auto& r : params.relations)
+      if (auto it = impl_->relations.find(r); it != impl_->relations.end()) wanted.push_back(it->second);
+    const bool any_relation = params.relations.empty();
+    static const std::vector<Impl::Adjacent> kNone;
+    auto neighbours = [&](uint64_t key) -> const std::vector<Impl::Adjacent>& {
+      return key < adjacency.size() ? adjacency[key] : kNone;
+    };
+    // Both directions, heaviest then newest first, within the degree budget.
+    std::size_t frontier_begin = 0;
+    for (int hop = 1; hop <= params.hops && keys.size() < params.max_nodes; ++hop) {
+      const std::size_t frontier_end = keys.size();
+      for (std::size_t i = frontier_begin; i < frontier_end && keys.size() < params.max_nodes; ++i) {
+        std::size_t followed = 0;
+        for (const auto& a : neighbours(keys[i])) {
+          if (followed >= params.degree_budget || keys.size() >= params.max_nodes) break;
+          if (a.weight < params.min_weight) continue;
+          if (!any_relation && std::find(wanted.begin(), wanted.end(), a.rel) == wanted.end()) continue;
+          ++followed;
+          if (position.count(a.other)) continue;
+          position[a.other] = keys.size();
+          keys.push_back(a.other);
+          depth.push_back(hop);
+        }
+      }
+      frontier_begin = frontier_end;
+    }
+    for (uint64_t key : keys)
+      for (const auto& a : neighbours(key))
+        if (a.out && position.count(a.other)) inside.push_back(a.edge);
   }
   Subgraph g;
   g.depth = depth;
@@ -1159,23 +1281,15 @@ Subgraph Memory::expand(const std::vector<std::string>& seeds, const ExpandParam
     if (!nodes.is_null(15)) n.vector = to_floats(nodes.blob(15));
     g.nodes[position.at(static_cast<uint64_t>(nodes.integer(0)))] = std::move(n);
   }
-  // Edges out of the subgraph's nodes, kept when they land inside it: `src IN (..) AND dst IN (..)`
-  // made SQLite probe the (src, dst) index for every pair, 4,096 lookups for 64 nodes (1.2 ms).
-  // The ids come from the nodes already read rather than from two joins.
-  // Two steps: the (src, dst, rel) index alone says which edges stay inside (no row reads for the
-  // many that leave), then only those rows are read.
-  std::string inside;
-  {
-    Statement pairs(db, "SELECT dst, key FROM edges WHERE src IN " + in_list);
-    while (pairs.step())
-      if (position.count(static_cast<uint64_t>(pairs.integer(0))))
-        inside += (inside.empty() ? "" : ",") + std::to_string(pairs.integer(1));
-  }
+  // The rows of the edges inside, by key; their ends' ids come from the nodes already read.
   if (inside.empty()) return g;
+  std::sort(inside.begin(), inside.end());
+  std::string edge_list;
+  for (uint64_t e : inside) edge_list += (edge_list.empty() ? "" : ",") + std::to_string(e);
   Statement edges(db,
                   "SELECT e.id, e.src, e.dst, e.rel, e.weight, e.timestamp_ms, e.created_by, e.confidence FROM edges e "
                   "WHERE e.key IN (" +
-                      inside + ") ORDER BY e.key");
+                      edge_list + ") ORDER BY e.key");
   while (edges.step()) {
     const auto dst = position.find(static_cast<uint64_t>(edges.integer(2)));
     if (dst == position.end()) continue;

@@ -10,6 +10,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -479,6 +481,104 @@ TEST(Memory, ExpandFollowsTheHeaviestEdgesWithinCaps) {
   EXPECT_TRUE(m.edges(ids[1], Direction::out).empty());
   EXPECT_TRUE(m.remove(ids[0]));
   EXPECT_TRUE(m.edges(ids[4]).empty());  // its edges went with it
+}
+
+// Expansion walks an adjacency kept in RAM: after random links, relinks, reweights, unlinks,
+// prunes, node removals and supersessions it must equal a breadth-first walk over what the store
+// says (`edges()`, ordered by the database), and a reopened memory (lists rebuilt from the store).
+TEST(Memory, ExpandEqualsAWalkOverTheStoreThroughEveryEdgeChange) {
+  const std::string path = fresh_db("graph-random");
+  std::mt19937_64 rng(11);
+  std::vector<std::string> live;
+  float next_weight = 1;  // distinct weights: the heaviest-first order has no ties
+  auto weight = [&] { return next_weight += 0.37f; };
+  auto reference = [&](const Memory& m, const std::vector<std::string>& seeds, const ExpandParams& p) {
+    std::vector<std::string> order;
+    std::map<std::string, int> depth;
+    for (const auto& s : seeds)
+      if (!depth.count(s) && order.size() < p.max_nodes) {
+        depth[s] = 0;
+        order.push_back(s);
+      }
+    std::size_t begin = 0;
+    for (int hop = 1; hop <= p.hops && order.size() < p.max_nodes; ++hop) {
+      const std::size_t end = order.size();
+      for (std::size_t i = begin; i < end && order.size() < p.max_nodes; ++i) {
+        auto es = m.edges(order[i]);
+        std::stable_sort(es.begin(), es.end(), [](const Edge& a, const Edge& b) {
+          return a.weight != b.weight ? a.weight > b.weight : a.timestamp_ms > b.timestamp_ms;
+        });
+        std::size_t followed = 0;
+        for (const auto& e : es) {
+          if (followed >= p.degree_budget || order.size() >= p.max_nodes) break;
+          if (e.weight < p.min_weight) continue;
+          if (!p.relations.empty() && std::find(p.relations.begin(), p.relations.end(), e.rel) == p.relations.end())
+            continue;
+          ++followed;
+          const std::string& other = e.src == order[i] ? e.dst : e.src;
+          if (depth.count(other)) continue;
+          depth[other] = hop;
+          order.push_back(other);
+        }
+      }
+      begin = end;
+    }
+    std::set<std::string> inside;
+    for (const auto& id : order)
+      for (const auto& e : m.edges(id, Direction::out))
+        if (depth.count(e.dst)) inside.insert(e.id);
+    return std::make_pair(order, inside);
+  };
+  auto check = [&](const Memory& m, const char* when) {
+    for (int q = 0; q < 20; ++q) {
+      std::vector<std::string> seeds;
+      for (int i = 0; i < 1 + q % 3; ++i) seeds.push_back(live[rng() % live.size()]);
+      ExpandParams p;
+      p.hops = 1 + q % 3;
+      p.degree_budget = 2 + q % 5;
+      p.max_nodes = 4 + q % 20;
+      if (q % 4 == 1) p.relations = {"cites", "nowhere"};
+      if (q % 5 == 2) p.min_weight = next_weight / 2;
+      const Subgraph g = m.expand(seeds, p);
+      const auto [order, inside] = reference(m, seeds, p);
+      std::vector<std::string> got;
+      for (const auto& n : g.nodes) got.push_back(n.id);
+      ASSERT_EQ(got, order) << when << ", query " << q;
+      std::set<std::string> got_edges;
+      for (const auto& e : g.edges) got_edges.insert(e.id);
+      ASSERT_EQ(got_edges, inside) << when << ", query " << q;
+    }
+  };
+  {
+    Memory m(vector_params(path, 4));
+    for (int i = 0; i < 60; ++i) live.push_back(m.add(Node{.text = "n" + std::to_string(i), .vector = {1, 0, 0, 0}}));
+    const char* rels[] = {"cites", "mentions", "follows"};
+    std::vector<std::string> edge_ids;
+    for (int i = 0; i < 300; ++i) {
+      const auto a = live[rng() % live.size()], b = live[rng() % live.size()];
+      if (a != b) edge_ids.push_back(m.link({.src = a, .dst = b, .rel = rels[rng() % 3], .weight = weight()}));
+    }
+    check(m, "after linking");
+    for (int i = 0; i < 40; ++i) m.set_weight(edge_ids[rng() % edge_ids.size()], weight());
+    for (int i = 0; i < 30; ++i) m.unlink(edge_ids[rng() % edge_ids.size()]);
+    check(m, "after reweighting and unlinking");
+    m.prune_edges(next_weight / 3, std::numeric_limits<int64_t>::max());
+    for (int i = 0; i < 5; ++i) {
+      const std::size_t at = rng() % live.size();
+      ASSERT_TRUE(m.remove(live[at]));
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(at));
+    }
+    live.push_back(m.supersede(live[0], Node{.text = "n0, revised", .vector = {1, 0, 0, 0}}));
+    std::vector<Node> batch;
+    for (int i = 0; i < 5; ++i)
+      batch.push_back(Node{.id = "batch-" + std::to_string(i), .text = "b", .vector = {1, 0, 0, 0}});
+    m.add_batch(std::move(batch), {{.src = "batch-0", .dst = live[1], .rel = "cites", .weight = weight()},
+                                   {.src = live[2], .dst = "batch-1", .rel = "cites", .weight = weight()}});
+    for (int i = 0; i < 5; ++i) live.push_back("batch-" + std::to_string(i));
+    check(m, "after pruning, removing, superseding and a batch");
+  }
+  Memory reopened(vector_params(path, 4));
+  check(reopened, "after reopening");
 }
 
 TEST(Memory, ConcurrentSearchesDuringWrites) {
