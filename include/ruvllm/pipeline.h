@@ -99,8 +99,9 @@ struct Config {
   llm::LoadMode load_mode = llm::LoadMode::read;
   int threads = 0, gpu_layers = 0, context = 4096;
   // Sequences decoded together per model. 16 requests of 128 tokens to LFM2-350M Q4_0 on 2 cores:
-  // 2.27x the tokens/s of one at a time (4: 1.67x, 8: 1.89x); KV memory grows with it (1.2B at
-  // 4,096 tokens: +898 MB at 4, +1,474 MB at 16). Single-request speed does not change.
+  // 2.27x the tokens/s of one at a time (4: 1.67x, 8: 1.89x). Single-request speed does not change;
+  // memory and load time grow (1.2B at 4,096 tokens: +898 MB and 3.4 s at 4, +1,474 MB and 5.8 s at
+  // 16). `ruvllm ask` and `chat` load with 1: they serve one request at a time.
   int parallel = 16;
 
   std::string data_dir = "ruvllm-data";  // memory.sqlite, requests.jsonl, feedback.jsonl live here
