@@ -194,19 +194,19 @@ struct Pipeline::Impl {
   std::unordered_map<uint64_t, uint32_t> token_counts;
   std::unordered_map<std::string, uint64_t> vocab_of;  // model → vocab_hash (under token_mutex)
   std::size_t count_tokens(const std::string& model, std::string_view text) {
+    // Short strings are block headers, whose score changes every request, and separators: a few
+    // µs to count, and caching them would only crowd out the chunks.
+    if (text.size() < 128) return engine->tokenize(model, text, false).size();
     uint64_t vocab = 0;
     {
       std::lock_guard lock(token_mutex);
       if (auto it = vocab_of.find(model); it != vocab_of.end()) vocab = it->second;
     }
-    if (vocab == 0) {
-      vocab = engine->info(model).vocab_hash;
-      std::lock_guard lock(token_mutex);
-      vocab_of.emplace(model, vocab);
-    }
+    if (vocab == 0) vocab = engine->info(model).vocab_hash;  // read once per model, outside the lock
     const uint64_t key = fnv1a(text, vocab);
     {
       std::lock_guard lock(token_mutex);
+      vocab_of.emplace(model, vocab);
       if (auto it = token_counts.find(key); it != token_counts.end()) return it->second;
     }
     const std::size_t n = engine->tokenize(model, text, false).size();
