@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "backend.h"
+#include "common/hash.h"
 
 namespace ruvllm::llm::detail {
 namespace fs = std::filesystem;
@@ -79,10 +80,10 @@ ModelInfo read_gguf_info(const std::string& path) {
     info.n_vocab = static_cast<int>(gguf_get_arr_n(ctx.get(), id));
   }
   // FNV-1a over everything that decides how text splits into tokens.
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = common::kFnvOffset;
   auto mix = [&h](std::string_view s) {
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-    h = (h ^ 0xFF) * 1099511628211ull;  // a separator no UTF-8 string contains
+    h = common::fnv1a(s, h);
+    h = common::fnv1a("\xFF", 1, h);  // a separator no UTF-8 string contains
   };
   mix(info.tokenizer);
   mix(info.pre_tokenizer);

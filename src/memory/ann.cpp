@@ -14,6 +14,8 @@
 #include <thread>
 #include <usearch/index_dense.hpp>
 
+#include "common/hash.h"
+
 namespace ruvllm::memory::detail {
 namespace {
 
@@ -33,11 +35,8 @@ struct FileHeader {
 // FNV-1a, byte by byte so that it does not depend on how the stream is cut into writes: cheap
 // (~50 ms for a 100k x 100-d index), and enough to catch damage, not attacks.
 struct Checksum {
-  uint64_t h = 1469598103934665603ull;
-  void add(const void* data, std::size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  }
+  uint64_t h = common::kFnvOffset;
+  void add(const void* data, std::size_t n) { h = common::fnv1a(data, n, h); }
 };
 
 us::metric_kind_t metric_kind(Metric m) {

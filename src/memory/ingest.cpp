@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/hash.h"
 #include "common/utf8.h"
 #include "ruvllm/memory.h"
 #include "text_match.h"
@@ -25,16 +26,11 @@ struct Document {
   std::string source_id, title, text, origin;  // origin: "file:line" for messages
 };
 
-uint64_t fnv(std::string_view s, uint64_t h) {
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
 // A UUID-shaped id derived from content (version nibble 8: "custom", RFC 9562), so that the same
 // document always gets the same node ids.
 std::string content_id(std::string_view a, std::string_view b, uint64_t salt) {
-  const uint64_t hi = fnv(b, fnv(a, 1469598103934665603ull ^ salt) ^ 0xff);
-  const uint64_t lo = fnv(a, fnv(b, 0x84222325cbf29ce4ull ^ (salt * 0x9e3779b97f4a7c15ull)) ^ 0xfe);
+  const uint64_t hi = common::fnv1a(b, common::fnv1a(a, common::kFnvOffset ^ salt) ^ 0xff);
+  const uint64_t lo = common::fnv1a(a, common::fnv1a(b, 0x84222325cbf29ce4ull ^ (salt * 0x9e3779b97f4a7c15ull)) ^ 0xfe);
   char buf[37];
   std::snprintf(buf, sizeof buf, "%08x-%04x-8%03x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
                 static_cast<unsigned>((hi >> 16) & 0xFFFF), static_cast<unsigned>(hi & 0xFFF),

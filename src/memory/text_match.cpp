@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <queue>
 
+#include "common/hash.h"
+
 namespace ruvllm::memory::detail {
 namespace {
 
@@ -11,11 +13,6 @@ uint64_t mix(uint64_t x) {  // splitmix64 finaliser
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
   return x ^ (x >> 31);
-}
-
-uint64_t hash_bytes(std::string_view s, uint64_t h) {
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
 }
 
 unsigned char fold(unsigned char c) { return c >= 'A' && c <= 'Z' ? static_cast<unsigned char>(c - 'A' + 'a') : c; }
@@ -31,7 +28,7 @@ Signature minhash(const std::vector<std::string>& tokens) {
   const std::size_t n = tokens.size() < 3 ? (tokens.empty() ? 0 : 1) : tokens.size() - 2;
   for (std::size_t i = 0; i < n; ++i) {
     uint64_t h = 1469598103934665603ull;
-    for (std::size_t j = i; j < std::min(i + 3, tokens.size()); ++j) h = hash_bytes(tokens[j], h ^ 0x20);
+    for (std::size_t j = i; j < std::min(i + 3, tokens.size()); ++j) h = common::fnv1a(tokens[j], h ^ 0x20);
     for (std::size_t k = 0; k < kMinHashes; ++k) sig[k] = std::min(sig[k], mix(h ^ (k * 0x9e3779b97f4a7c15ull)));
   }
   return sig;

@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/hash.h"
 #include "common/utf8.h"
 #include "pipeline/config_defaults.h"
 #include "ruvllm/embed.h"
@@ -50,11 +51,6 @@ std::string iso8601_now() {
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                 tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   return buf;
-}
-
-uint64_t fnv1a(std::string_view s, uint64_t h = 1469598103934665603ULL) {
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
 }
 
 std::string hex64(uint64_t v) {
@@ -203,7 +199,7 @@ struct Pipeline::Impl {
       if (auto it = vocab_of.find(model); it != vocab_of.end()) vocab = it->second;
     }
     if (vocab == 0) vocab = engine->info(model).vocab_hash;  // read once per model, outside the lock
-    const uint64_t key = fnv1a(text, vocab);
+    const uint64_t key = common::fnv1a(text, vocab);
     {
       std::lock_guard lock(token_mutex);
       vocab_of.emplace(model, vocab);
@@ -625,7 +621,7 @@ Response Pipeline::run(Request req) {
                 std::to_string(max_tokens) + '\x1f' + std::to_string(sampling.temperature) + '\x1f' +
                 std::to_string(sampling.top_p) + '\x1f' + (sampling.seed ? std::to_string(*sampling.seed) : "-") +
                 '\x1f' + (req.ignore_eos ? "1" : "0") + '\x1f' +
-                hex64(fnv1a(req.system_prompt.value_or(c.system_prompt)));
+                hex64(common::fnv1a(req.system_prompt.value_or(c.system_prompt)));
     for (const auto& stop : req.stop) cache_key += '\x1f' + stop;
     for (const auto& b : out.context) cache_key += '\x1e' + b.node_id;
   }
@@ -708,7 +704,7 @@ Response Pipeline::run(Request req) {
   json row;
   row["request_id"] = out.request_id;
   row["timestamp"] = iso8601_now();
-  row["user_id"] = req.user.empty() ? json(nullptr) : json(hex64(fnv1a(req.user)));
+  row["user_id"] = req.user.empty() ? json(nullptr) : json(hex64(common::fnv1a(req.user)));
   row["query"] = req.query;
   row["flow"] = flow_name(req.flow);
   row["router_features"] = out.features;

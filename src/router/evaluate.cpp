@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "common/hash.h"
 #include "internal.h"
 
 namespace ruvllm::router {
@@ -32,12 +33,6 @@ Table tabulate(const std::vector<Outcome>& test, const Ladder& ladder, double la
   }
   if (t.rows.empty()) throw Error("router: no test outcome has a trial of every ladder model");
   return t;
-}
-
-uint64_t fnv1a(const std::string& s, uint64_t seed) {
-  uint64_t h = 1469598103934665603ULL ^ seed;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
 }
 
 std::vector<int> labels_of(const std::vector<Outcome>& train, const Ladder& ladder, const TrainParams& p,
@@ -239,7 +234,7 @@ Policy random_policy(const Ladder& ladder, uint64_t seed) {
   const std::size_t n = ladder.models.size();
   return {"random", [n, seed](const Outcome& o) {
             // A uniform point of the simplex, fixed per outcome id: the same row gets the same draw.
-            std::mt19937_64 rng(fnv1a(o.id + "\n" + o.signals.query.text, seed));
+            std::mt19937_64 rng(common::fnv1a(o.id + "\n" + o.signals.query.text, common::kFnvOffset ^ seed));
             std::vector<float> p(n);
             double sum = 0;
             std::vector<double> e(n);
