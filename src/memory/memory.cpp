@@ -104,6 +104,13 @@ struct KeyMeta {
   int64_t valid_from = INT64_MIN, valid_to = INT64_MAX;
 };
 
+// "k1,k2,…" for an `IN (…)` of integer keys (SQLite has no array binding without extensions).
+std::string key_list(const std::vector<uint64_t>& keys) {
+  std::string out;
+  for (uint64_t k : keys) out += (out.empty() ? "" : ",") + std::to_string(k);
+  return out;
+}
+
 std::size_t file_size(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 ? static_cast<std::size_t>(st.st_size) : 0;
@@ -766,14 +773,14 @@ struct Memory::Impl {
   // English function words are left out: their IDF is ~0, so they barely move BM25, but an OR over
   // them matches nearly every row and made each query scan the whole table (Cranfield: 9 ms P50).
   static std::vector<std::string> query_phrases(const std::string& text) {
+    // English function words, and "s" and "t": what is left of "queen's" and "don't" once split.
     static const std::unordered_set<std::string_view> kStopwords = {
         "a",    "an",     "and",  "are",   "as",   "at",   "be",   "been",  "but",   "by",    "can",   "could", "did",
         "do",   "does",   "for",  "from",  "had",  "has",  "have", "he",    "her",   "his",   "how",   "i",     "if",
         "in",   "into",   "is",   "it",    "its",  "may",  "must", "no",    "not",   "of",    "on",    "or",    "our",
         "she",  "should", "so",   "such",  "than", "that", "the",  "their", "them",  "then",  "there", "these", "they",
         "this", "those",  "to",   "was",   "we",   "were", "what", "when",  "where", "which", "while", "who",   "whom",
-        "why",  "will",   "with", "would", "you",  "your", "s",    "t"};  // what is left of "queen's" and "don't" once
-                                                                          // split
+        "why",  "will",   "with", "would", "you",  "your", "s",    "t"};
     std::vector<std::string> tokens = embed::word_tokens(text);
     std::unordered_set<std::string> seen;
     std::vector<std::string> phrases;
@@ -818,13 +825,9 @@ struct Memory::Impl {
       if (auto terms = lexical_index->query_terms(phrases)) {
         std::vector<std::pair<uint64_t, double>> ranked;
         {
-          std::shared_lock lock(meta_mutex);
-          if (filter_empty(query.filter)) {
-            ranked = lexical_index->search(
-                *terms, n, [this](uint64_t key) { return key < key_meta.size() && key_meta[key].live; });
-          } else if (const auto predicate = filter_predicate(query.filter)) {
+          std::shared_lock lock(meta_mutex);  // an empty filter passes every live row
+          if (const auto predicate = filter_predicate(query.filter))
             ranked = lexical_index->search(*terms, n, *predicate);
-          }
         }
         std::vector<std::tuple<uint64_t, std::string, double>> out;  // ids: looked up for the hits kept
         out.reserve(ranked.size());
@@ -834,7 +837,7 @@ struct Memory::Impl {
     }
     const std::string match = fts_query(phrases);
     const Filter& f = query.filter;
-    if (f.types.empty() && f.domain.empty() && f.tags.empty() && !f.valid_at) {
+    if (filter_empty(f)) {
       // Unfiltered: rank inside FTS5 first and join only the top n (joining every match before the
       // sort cost ~2x on long queries).
       Reader reader(*this);
@@ -1189,16 +1192,16 @@ SearchResult Memory::search(const SearchQuery& query) const {
                     });
   order.resize(keep);
   {
-    std::string keys;  // the hits' ids in one statement
+    std::vector<uint64_t> keys;  // the hits' ids in one statement
     std::unordered_map<uint64_t, Fused*> missing;
     for (auto& [key, f] : order) {
       if (!f->id.empty()) continue;
-      keys += (keys.empty() ? "" : ",") + std::to_string(key);
+      keys.push_back(key);
       missing.emplace(key, f);
     }
     if (!missing.empty()) {
       Impl::Reader reader(*impl_);
-      Statement s(*reader, "SELECT key, id FROM nodes WHERE key IN (" + keys + ")");
+      Statement s(*reader, "SELECT key, id FROM nodes WHERE key IN (" + key_list(keys) + ")");
       while (s.step()) missing.at(static_cast<uint64_t>(s.integer(0)))->id = s.text(1);
     }
   }
@@ -1271,11 +1274,9 @@ Subgraph Memory::expand(const std::vector<std::string>& seeds, const ExpandParam
   g.depth = depth;
   g.nodes.resize(keys.size());
   if (keys.empty()) return g;
-  std::string in_list = "(";
-  for (std::size_t i = 0; i < keys.size(); ++i) in_list += (i ? "," : "") + std::to_string(keys[i]);
-  in_list += ")";
   Statement nodes(db, "SELECT " + std::string(Impl::kNodeColumns) +
-                          ", v.data FROM nodes n LEFT JOIN vectors v ON v.key = n.key WHERE n.key IN " + in_list);
+                          ", v.data FROM nodes n LEFT JOIN vectors v ON v.key = n.key WHERE n.key IN (" +
+                          key_list(keys) + ")");
   while (nodes.step()) {
     Node n = Impl::read_node(nodes);
     if (!nodes.is_null(15)) n.vector = to_floats(nodes.blob(15));
@@ -1283,13 +1284,10 @@ Subgraph Memory::expand(const std::vector<std::string>& seeds, const ExpandParam
   }
   // The rows of the edges inside, by key; their ends' ids come from the nodes already read.
   if (inside.empty()) return g;
-  std::sort(inside.begin(), inside.end());
-  std::string edge_list;
-  for (uint64_t e : inside) edge_list += (edge_list.empty() ? "" : ",") + std::to_string(e);
   Statement edges(db,
                   "SELECT e.id, e.src, e.dst, e.rel, e.weight, e.timestamp_ms, e.created_by, e.confidence FROM edges e "
                   "WHERE e.key IN (" +
-                      edge_list + ") ORDER BY e.key");
+                      key_list(inside) + ") ORDER BY e.key");
   while (edges.step()) {
     const auto dst = position.find(static_cast<uint64_t>(edges.integer(2)));
     if (dst == position.end()) continue;
