@@ -121,6 +121,34 @@ json stage_table(const std::vector<pipeline::Response>& rs) {
   return out;
 }
 
+// What the router chose: models, retrieval strategies, the context budget and blocks kept.
+json route_mix(const std::vector<pipeline::Response>& rs) {
+  std::map<std::string, int> models, retrieval;
+  double budget = 0, blocks = 0;
+  for (const auto& r : rs) {
+    ++models[r.model];
+    ++retrieval[std::string(router::to_string(r.decision.retrieval))];
+    budget += r.decision.retrieval == router::Retrieval::none ? 0 : r.decision.context_tokens;
+    blocks += static_cast<double>(r.context.size());
+  }
+  const double n = std::max<double>(1, static_cast<double>(rs.size()));
+  return {{"models", models},
+          {"retrieval", retrieval},
+          {"mean_context_budget", budget / n},
+          {"mean_context_blocks", blocks / n}};
+}
+
+std::string describe_mix(const json& mix) {
+  std::string out;
+  for (const char* key : {"models", "retrieval"})
+    for (const auto& [k, v] : mix[key].items())
+      out += (out.empty() ? "" : ", ") + k + " " + std::to_string(v.get<int>());
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "; context budget %.0f tokens, %.1f blocks on average",
+                mix["mean_context_budget"].get<double>(), mix["mean_context_blocks"].get<double>());
+  return out + buf;
+}
+
 json flow_summary(const Run& run) {
   json j;
   j["stages_ms"] = stage_table(run.responses);
@@ -134,6 +162,7 @@ json flow_summary(const Run& run) {
   }
   const double n = static_cast<double>(run.responses.size());
   j["models"] = models;
+  j["route_mix"] = route_mix(run.responses);
   j["mean_prompt_tokens"] = prompt / n;
   j["mean_completion_tokens"] = completion / n;
   j["mean_context_blocks"] = context_blocks / n;
@@ -181,6 +210,9 @@ void run_e2e(const E2eOptions& o) {
       };
       md << "| " << stage << " | " << cell(tables[0]) << " | " << cell(tables[1]) << " |\n";
     }
+    j["route_mix"] = {{"naive", route_mix(runs[0].responses)}, {"routed", route_mix(runs[1].responses)}};
+    md << "\nRoutes: naive " << describe_mix(j["route_mix"]["naive"]) << ".\nRouted "
+       << describe_mix(j["route_mix"]["routed"]) << ".\n";
     write_report(o.out, "e2e-stages", j, md.str());
     return;
   }
@@ -292,6 +324,8 @@ void run_e2e(const E2eOptions& o) {
   row("routed", 1, sr);
   row("naive", o.concurrency, j["concurrent"]["naive"]);
   row("routed", o.concurrency, j["concurrent"]["routed"]);
+  md << "\nRoutes (sequential): naive " << describe_mix(sn["route_mix"]) << ".\nRouted "
+     << describe_mix(sr["route_mix"]) << ".\n";
   md << "\nPer stage, sequential, P50 / P90 / P99 ms:\n\n| stage | naive | routed |\n|---|---|---|\n";
   for (const char* stage : {"embed", "search", "expand", "attend", "route", "context", "llm", "non_llm"}) {
     auto cell = [&](const json& f) {

@@ -225,6 +225,21 @@ class Pipeline {
   // Waits for in-flight requests, flushes the log, saves the memory index. Idempotent.
   void shutdown();
 
+  // What the routed flow's context would hold for a labelled question under every retrieval
+  // strategy and context bin: the outcome records the router's context and retrieval heads learn
+  // from (`ruvllm router evidence`). Tokens are counted with the default model's tokenizer.
+  struct EvidenceTrial {
+    router::Retrieval retrieval = router::Retrieval::none;
+    int context_tokens = 0;  // the bin; the budget applied is also capped by context.max_tokens
+    double recall = 0;       // share of the gold sources among the context's blocks
+    std::size_t tokens = 0, blocks = 0;
+  };
+  struct Evidence {
+    router::Signals signals;  // query and retrieval signals, as run() gives them to the router
+    std::vector<EvidenceTrial> trials;
+  };
+  Evidence evidence(const LabelledQuestion& question, const std::vector<int>& context_bins);
+
  private:
   void open();
   struct Impl;

@@ -65,11 +65,17 @@ struct Signals {
 
 // ---- outcomes: what training learns from -------------------------------------------------------
 
+// Trial::model for a setting measured without a model: how much of a question's evidence a
+// context of some size and retrieval strategy holds (`ruvllm router evidence`). Such trials train
+// the context and retrieval heads only; the model head and the evaluation skip them.
+constexpr std::size_t kAnyModel = std::numeric_limits<std::size_t>::max();
+
 struct Trial {            // one model's answer to one query
-  std::size_t model = 0;  // ladder index
+  std::size_t model = 0;  // ladder index, or kAnyModel
   double quality = 0;     // [0, 1]
   double cost = std::numeric_limits<double>::quiet_NaN(), latency_ms = std::numeric_limits<double>::quiet_NaN();
-  int context_bin = -1, retrieval = -1;  // -1 = not recorded
+  int context_bin = -1, retrieval = -1;                              // -1 = not recorded
+  double context_tokens = std::numeric_limits<double>::quiet_NaN();  // what the context held (evidence rows)
   double temperature = std::numeric_limits<double>::quiet_NaN(), top_p = std::numeric_limits<double>::quiet_NaN();
 };
 
@@ -80,14 +86,17 @@ struct Outcome {
 };
 
 struct Ladder {
-  std::vector<std::string> models;  // cheapest first: the decision escalates upwards
-  std::vector<double> cost;         // mean cost per call, NaN = unknown
-  std::vector<int> max_privacy;     // the highest privacy level each model may serve (3 = local)
-  std::vector<int> context_bins = {512, 1024, 2048, 4096};  // tokens
-  std::vector<std::string> dropped;                         // models.json entries left off (load_ladder's frontier)
+  std::vector<std::string> models;                        // cheapest first: the decision escalates upwards
+  std::vector<double> cost;                               // mean cost per call, NaN = unknown
+  std::vector<int> max_privacy;                           // the highest privacy level each model may serve (3 = local)
+  std::vector<int> context_bins = {128, 256, 512, 1024};  // tokens of retrieved context (context.max_tokens caps)
+  std::vector<std::string> dropped;                       // models.json entries left off (load_ladder's frontier)
 };
 
-// `dir`/models.json + `dir`/<split>.jsonl in the schema of ../shared/data/router. The ladder is
+// `dir`/models.json + `dir`/<split>.jsonl in the schema of ../shared/data/router. Rows may also
+// carry "settings" (model-free trials: {"retrieval": "none"|"dense"|"hybrid"|"hybrid_graph",
+// "context_tokens": one of the ladder's bins, "quality"}) and "retrieval_signals" (RetrievalSignals
+// as JSON); a row needs "outcomes", "settings" or both. The ladder is
 // ordered by mean training cost when costs are known, else as models.json lists it. `frontier`
 // keeps only the models better on mean training quality than every cheaper model (escalating to a
 // dearer model that is no better never pays; a model without quality records stays). Throws Error with file:line for
@@ -125,6 +134,7 @@ struct TrainParams {
   double sparsity = 0.5;                        // share of W1, W2, U1, U2 entries set to zero
   double lambda_latency = 0, mu_cost = 0;       // U = quality − λ·latency_ms − μ·cost
   double epsilon = 0.02;                        // context bin: the smallest within ε of the best U
+  double evidence_share = 0.3;                  // of the loss, carried by model-free (evidence) rows
   double alpha = 0.1, beta = 0.1, gamma = 0.2;  // temperature, top_p and confidence loss weights
   bool curriculum = true;                       // clear examples (large utility margin) first
   uint64_t seed = 42;
@@ -168,6 +178,9 @@ class Router {
   // probability mass. 0.5 = the median; RouteLLM's calibration picks it for a target share.
   double threshold = 0.5;
   double confidence_floor = 0;  // below it, escalate to the largest allowed model (0 = off)
+  // Context and retrieval heads: the context bin is the smallest that holds the evidence with this
+  // probability, and retrieval is dropped only at this confidence that there is nothing to find.
+  double evidence_coverage = 0.8;
 
   // int8 per-row weights (decide() then runs the fused int8 path); false returns to float32. The
   // float parameters stay, so the file holds both and reloads either bit for bit.

@@ -5,6 +5,9 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -66,8 +69,53 @@ std::unique_ptr<embed::Embedder> open_embedder(const DataOptions& d) {
   return embed::open_word_vectors(p);
 }
 
+// Evidence rows (`router evidence`): model-free settings for the context and retrieval heads.
+std::vector<router::Outcome> load_evidence(const std::vector<std::string>& files, const router::Ladder& ladder,
+                                           const embed::Embedder& embedder) {
+  std::vector<router::Outcome> all;
+  for (const auto& f : files) {
+    auto rows = router::load_outcomes(f, ladder);
+    std::fprintf(stderr, "%s: %zu evidence rows; embedding queries\n", f.c_str(), rows.size());
+    embed_queries(rows, embedder, "whole");
+    all.insert(all.end(), std::make_move_iterator(rows.begin()), std::make_move_iterator(rows.end()));
+  }
+  return all;
+}
+
+std::vector<int> parse_bins(const std::string& text) {
+  std::vector<int> bins;
+  std::size_t at = 0;
+  while (at <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, comma - at);
+    std::size_t used = 0;
+    int v = 0;
+    try {
+      v = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v <= 0 || (!bins.empty() && v <= bins.back())) {
+      throw std::runtime_error("--context-bins: increasing positive token counts, comma-separated (got '" + text +
+                               "')");
+    }
+    bins.push_back(v);
+    at = comma + 1;
+  }
+  if (bins.empty() || bins.size() > 16) throw std::runtime_error("--context-bins: 1 to 16 bins");
+  return bins;
+}
+
+std::string default_bins() {
+  std::string out;
+  for (int b : router::Ladder{}.context_bins) out += (out.empty() ? "" : ",") + std::to_string(b);
+  return out;
+}
+
 struct TrainOptions {
   DataOptions data;
+  std::vector<std::string> evidence;
+  std::string context_bins = default_bins();
   std::string split = "train", out = "ruvllm-router.json";
   router::RouterShape shape;
   router::TrainParams train;
@@ -76,10 +124,13 @@ struct TrainOptions {
 
 void train(const TrainOptions& o) {
   const auto embedder = open_embedder(o.data);
-  const auto ladder = router::load_ladder(o.data.data, !o.all_models);
+  auto ladder = router::load_ladder(o.data.data, !o.all_models);
+  ladder.context_bins = parse_bins(o.context_bins);
   for (const auto& m : ladder.dropped)
     std::fprintf(stderr, "ladder: %s left off (a cheaper model is better)\n", m.c_str());
-  const auto outcomes = load_split(o.data, ladder, o.split, *embedder);
+  auto outcomes = load_split(o.data, ladder, o.split, *embedder);
+  auto evidence = load_evidence(o.evidence, ladder, *embedder);
+  outcomes.insert(outcomes.end(), std::make_move_iterator(evidence.begin()), std::make_move_iterator(evidence.end()));
   router::Router r(ladder, o.shape, o.train.seed);
   auto params = o.train;
   params.progress = [](int epoch, const char* phase, double loss) {
@@ -96,15 +147,17 @@ void train(const TrainOptions& o) {
       r.weight_bytes(), r.quantized() ? "int8" : "float32");
   std::printf(
       "heads trained: model yes, context %s, retrieval %s, sampling %s (the others need outcome records "
-      "that vary them)\nwrote %s\n",
+      "that vary them: --evidence for context and retrieval)\nwrote %s\n",
       report.context_trained ? "yes" : "no", report.retrieval_trained ? "yes" : "no",
       report.sampling_trained ? "yes" : "no", o.out.c_str());
 }
 
 struct EvalOptions {
   DataOptions data;
+  std::vector<std::string> evidence;
   std::string model, split = "test", train_split = "train", out = "build/bench/router";
   std::size_t k = 25;
+  double coverage = NAN;
   bool baselines = true;
 };
 
@@ -113,6 +166,95 @@ std::string fmt(double v, const char* f = "%.3f") {
   char b[64];
   std::snprintf(b, sizeof b, f, v);
   return b;
+}
+
+// The context and retrieval heads on held-out evidence rows: the evidence (share of the gold
+// sources) each policy's context holds and its size, against fixed settings and the label.
+std::string evidence_table(const router::Router& r, const std::vector<router::Outcome>& rows, nlohmann::json& json) {
+  const auto& bins = r.ladder().context_bins;
+  struct Policy {
+    std::string name;
+    std::function<std::pair<int, int>(const router::Outcome&)> pick;  // (bin, retrieval)
+    double recall = 0, tokens = 0, none = 0, exact = 0;
+  };
+  const int largest = static_cast<int>(bins.size()) - 1;
+  int naive_bin = largest;
+  for (int b = 0; b <= largest; ++b)
+    if (bins[b] == 1024) naive_bin = b;
+  router::TrainParams tp;
+  auto label = [&](const router::Outcome& o) {
+    router::Outcome only = o;  // the label over the model-free settings alone
+    std::erase_if(only.trials, [](const router::Trial& t) { return t.model != router::kAnyModel; });
+    int best_bin = -1, best_ret = -1;
+    double best = -1;
+    for (const auto& t : only.trials) best = std::max(best, t.quality);
+    for (const auto& t : only.trials)
+      if (t.quality >= best - tp.epsilon &&
+          (best_bin < 0 || std::pair(t.context_bin, t.retrieval) < std::pair(best_bin, best_ret)))
+        best_bin = t.context_bin, best_ret = t.retrieval;
+    return std::pair(best_ret == 0 ? 0 : best_bin, best_ret);  // without retrieval the bin means nothing
+  };
+  std::vector<Policy> policies = {
+      {"router (context and retrieval heads)",
+       [&](const router::Outcome& o) {
+         const auto d = r.decide(r.features(o.signals));
+         return std::pair(static_cast<int>(d.context_bin), static_cast<int>(d.retrieval));
+       }},
+      {"untrained default: hybrid + graph, largest bin", [&](const router::Outcome&) { return std::pair(largest, 3); }},
+      {"naive: dense, " + std::to_string(bins[naive_bin]) + " tokens",
+       [&](const router::Outcome&) { return std::pair(naive_bin, 1); }},
+      {"smallest: no context", [&](const router::Outcome&) { return std::pair(0, 0); }},
+      {"label (cheapest within ε of the best)", label}};
+  std::size_t n = 0;
+  struct TaskStats {
+    double rows = 0, recall = 0, label_recall = 0, none = 0, label_none = 0;
+  };
+  std::map<std::string, TaskStats> by_task;  // the router against the label, per task
+  for (const auto& o : rows) {
+    if (std::none_of(o.trials.begin(), o.trials.end(), [](auto& t) { return t.model == router::kAnyModel; })) continue;
+    ++n;
+    const auto want = label(o);
+    for (std::size_t k = 0; k < policies.size(); ++k) {
+      auto& p = policies[k];
+      auto [bin, ret] = p.pick(o);
+      if (ret == 0) bin = 0;  // no context: every bin's setting holds the same
+      const router::Trial* hit = nullptr;
+      for (const auto& t : o.trials)
+        if (t.model == router::kAnyModel && t.context_bin == bin && t.retrieval == ret) hit = &t;
+      if (!hit) throw std::runtime_error("evidence row " + o.id + " has no setting for bin " + std::to_string(bin));
+      p.recall += hit->quality;
+      p.tokens += std::isfinite(hit->context_tokens) ? hit->context_tokens : 0;
+      p.none += ret == 0;
+      p.exact += std::pair(bin, ret) == want;
+      TaskStats& ts = by_task[o.task];
+      if (k == 0) ts.rows += 1, ts.recall += hit->quality, ts.none += ret == 0;
+      if (k + 1 == policies.size()) ts.label_recall += hit->quality, ts.label_none += ret == 0;
+    }
+  }
+  if (n == 0) throw std::runtime_error("no evidence rows in the --evidence files");
+  std::string md = "\nContext and retrieval heads on " + std::to_string(n) +
+                   " evidence rows (the share of each question's gold sources the context holds):\n\n"
+                   "| policy | evidence recall | context tokens | no context | = label |\n|---|---|---|---|---|\n";
+  for (auto& p : policies) {
+    const double k = static_cast<double>(n);
+    json["evidence"].push_back({{"policy", p.name},
+                                {"recall", p.recall / k},
+                                {"tokens", p.tokens / k},
+                                {"none", p.none / k},
+                                {"exact", p.exact / k},
+                                {"rows", n}});
+    md += "| " + p.name + " | " + fmt(p.recall / k) + " | " + fmt(p.tokens / k, "%.0f") + " | " + fmt(p.none / k) +
+          " | " + fmt(p.exact / k) + " |\n";
+  }
+  md +=
+      "\n| task | rows | router recall | label recall | router: no context | label: no context |\n"
+      "|---|---|---|---|---|---|\n";
+  for (const auto& [task, ts] : by_task) {
+    md += "| " + task + " | " + fmt(ts.rows, "%.0f") + " | " + fmt(ts.recall / ts.rows) + " | " +
+          fmt(ts.label_recall / ts.rows) + " | " + fmt(ts.none / ts.rows) + " | " + fmt(ts.label_none / ts.rows) +
+          " |\n";
+  }
+  return md;
 }
 
 void eval(const EvalOptions& o) {
@@ -205,9 +347,103 @@ void eval(const EvalOptions& o) {
         ". Network: " + std::to_string(as_int8->weight_bytes()) + " bytes int8 (" +
         std::to_string(as_float->weight_bytes()) + " float32); file " +
         std::to_string(json["file_bytes"].get<uint64_t>()) + " bytes with the feature fit.\n";
+  if (!o.evidence.empty()) {
+    if (std::isfinite(o.coverage)) as_int8->evidence_coverage = o.coverage;
+    md += evidence_table(*as_int8, load_evidence(o.evidence, ladder, *embedder), json);
+  }
   std::string name = std::filesystem::path(o.data.data).filename().string();
   if (name.empty()) name = std::filesystem::path(o.data.data).parent_path().filename().string();
   bench::write_report(o.out, "router-" + name, json, md);
+}
+
+struct EvidenceOptions {
+  std::string config, questions, out, task, context_bins = default_bins();
+  std::size_t limit = 0;
+};
+
+// Labelled questions in the schema of ../shared/data/qa ({"id", "question", "supporting": [ids]})
+// or ../shared/data/ir ({"id", "text", "relevant": {id: grade}}: the highest-graded ids are gold).
+std::vector<std::pair<std::string, pipeline::LabelledQuestion>> read_labelled(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read the questions file " + path);
+  std::vector<std::pair<std::string, pipeline::LabelledQuestion>> out;
+  std::size_t line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    auto fail = [&](const std::string& why) {
+      throw std::runtime_error(path + ":" + std::to_string(line_no) + ": " + why);
+    };
+    if (!j.is_object()) fail("not a JSON object");
+    const char* text_key = j.contains("question") ? "question" : "text";
+    if (!j.contains(text_key) || !j[text_key].is_string()) fail("\"question\" (or \"text\") must be a string");
+    pipeline::LabelledQuestion q{j[text_key], {}};
+    if (j.contains("supporting")) {
+      if (!j["supporting"].is_array()) fail("\"supporting\" must be an array of ids");
+      for (const auto& id : j["supporting"]) {
+        if (!id.is_string()) fail("\"supporting\" must hold strings");
+        q.gold_sources.push_back(id);
+      }
+    } else if (j.contains("relevant") && j["relevant"].is_object()) {
+      int top = 0;
+      for (const auto& [id, grade] : j["relevant"].items()) {
+        if (!grade.is_number_integer()) fail("relevance grades must be whole numbers");
+        top = std::max(top, grade.get<int>());
+      }
+      for (const auto& [id, grade] : j["relevant"].items())
+        if (grade.get<int>() == top) q.gold_sources.push_back(id);
+    } else {
+      fail("needs \"supporting\" (an array of ids) or \"relevant\" (an object of id: grade)");
+    }
+    if (q.gold_sources.empty()) fail("no gold ids");
+    std::string id = j.contains("id") && j["id"].is_string() ? j["id"].get<std::string>() : std::to_string(line_no);
+    out.emplace_back(std::move(id), std::move(q));
+  }
+  if (out.empty()) throw std::runtime_error(path + ": no questions");
+  return out;
+}
+
+void evidence(const EvidenceOptions& o) {
+  const std::vector<int> bins = parse_bins(o.context_bins);
+  auto questions = read_labelled(o.questions);
+  if (o.limit > 0 && questions.size() > o.limit) questions.resize(o.limit);
+  pipeline::Config config = pipeline::load_config(o.config);
+  config.parallel = 1;  // tokenizing only
+  config.request_log = "off";
+  pipeline::Pipeline p(config);
+  std::ofstream out(o.out);
+  if (!out) throw std::runtime_error("cannot write " + o.out);
+  const std::string task = o.task.empty() ? std::filesystem::path(o.questions).stem().string() : o.task;
+  ProgressBar bar;
+  double best_sum = 0;
+  for (std::size_t i = 0; i < questions.size(); ++i) {
+    const auto& [id, q] = questions[i];
+    const auto ev = p.evidence(q, bins);
+    const auto& rs = ev.signals.retrieval;
+    nlohmann::json row = {{"id", id}, {"query", q.text}, {"task", task}};
+    row["retrieval_signals"] = {{"scores", rs.scores},
+                                {"embeddings", rs.embeddings},
+                                {"attention_entropy", rs.attention_entropy},
+                                {"graph_depth", rs.graph_depth},
+                                {"search_agreement", rs.search_agreement}};
+    double best = 0;
+    for (const auto& t : ev.trials) {
+      row["settings"].push_back({{"retrieval", router::to_string(t.retrieval)},
+                                 {"context_tokens", t.context_tokens},
+                                 {"quality", t.recall},
+                                 {"tokens", t.tokens},
+                                 {"blocks", t.blocks}});
+      best = std::max(best, t.recall);
+    }
+    best_sum += best;
+    out << row.dump() << '\n';
+    bar(static_cast<double>(i + 1) / static_cast<double>(questions.size()));
+  }
+  out.close();
+  if (!out) throw std::runtime_error("writing " + o.out + " failed");
+  std::printf("%zu evidence rows (4 strategies x %zu bins each) -> %s; mean best evidence recall %.3f\n",
+              questions.size(), bins.size(), o.out.c_str(), best_sum / static_cast<double>(questions.size()));
 }
 
 struct CalibrateOptions {
@@ -273,6 +509,10 @@ void add_router_commands(CLI::App& app) {
   auto* train_cmd = router->add_subcommand("train", "Train on outcome records (models.json + <split>.jsonl)");
   add_data_options(train_cmd, t->data);
   train_cmd->add_option("--split", t->split, "Outcome file to learn from")->capture_default_str();
+  train_cmd->add_option("--evidence", t->evidence,
+                        "Evidence rows (`router evidence`) for the context and retrieval heads; repeatable");
+  train_cmd->add_option("--context-bins", t->context_bins, "Context-size bins in tokens, comma-separated")
+      ->capture_default_str();
   train_cmd->add_option("--out", t->out, "Router file to write")->capture_default_str();
   train_cmd->add_option("--hidden", t->shape.hidden, "FastGRNN hidden width")->capture_default_str();
   train_cmd->add_option("--rank-w", t->shape.rank_w, "Rank of W = W1·W2")->capture_default_str();
@@ -300,10 +540,27 @@ void add_router_commands(CLI::App& app) {
   eval_cmd->add_option("--model", e->model, "Router file")->required();
   eval_cmd->add_option("--split", e->split, "Outcome file to evaluate on")->capture_default_str();
   eval_cmd->add_option("--train-split", e->train_split, "Outcome file the baselines learn from")->capture_default_str();
+  eval_cmd->add_option("--evidence", e->evidence, "Held-out evidence rows: evaluates the context and retrieval heads");
+  eval_cmd->add_option("--evidence-coverage", e->coverage, "Override the file's evidence coverage (context heads)");
   eval_cmd->add_option("--k", e->k, "Neighbours of the kNN baseline")->capture_default_str();
   eval_cmd->add_option("--out", e->out, "Folder for the JSON and markdown report")->capture_default_str();
   eval_cmd->add_flag("!--no-baselines", e->baselines, "Skip the logistic and kNN baselines");
   eval_cmd->callback([e] { eval(*e); });
+
+  auto v = std::make_shared<EvidenceOptions>();
+  auto* ev_cmd = router->add_subcommand(
+      "evidence",
+      "Evidence rows for the context and retrieval heads: for labelled questions, how much of their gold "
+      "evidence the pipeline's context holds under every retrieval strategy and context bin");
+  ev_cmd->add_option("-c,--config", v->config, "Pipeline configuration (its memory holds the questions' corpus)")
+      ->required();
+  ev_cmd->add_option("--questions", v->questions, "Labelled questions (qa or ir schema of ../shared/data)")->required();
+  ev_cmd->add_option("--out", v->out, "Evidence JSONL to write")->required();
+  ev_cmd->add_option("--task", v->task, "Task name for the rows (default: the questions file's name)");
+  ev_cmd->add_option("--context-bins", v->context_bins, "Context-size bins in tokens, comma-separated")
+      ->capture_default_str();
+  ev_cmd->add_option("--limit", v->limit, "Only the first N questions (0 = all)")->capture_default_str();
+  ev_cmd->callback([v] { evidence(*v); });
 
   auto c = std::make_shared<CalibrateOptions>();
   auto* cal_cmd = router->add_subcommand("calibrate", "Set the threshold for a target share of largest-model calls");

@@ -147,6 +147,73 @@ class ResponseCache {
   std::unordered_map<std::string, std::unordered_set<std::string>> by_node_;
 };
 
+// The router's retrieval signals: every hit's dense similarity (0 for lexical-only hits), the
+// seeds' vectors, the attention's entropy and depth, and how many of the top 10 both searches found.
+router::RetrievalSignals retrieval_signals(const Retrieved& r, const std::vector<float>& query_vector,
+                                           const attention::Scores& sc) {
+  router::RetrievalSignals out;
+  std::size_t both = 0, top = std::min<std::size_t>(10, r.search.hits.size());
+  for (std::size_t i = 0; i < r.search.hits.size(); ++i) {
+    const auto& h = r.search.hits[i];
+    out.scores.push_back(static_cast<float>(h.dense_rank >= 0 ? h.similarity : 0.0));
+    if (i < top) both += h.dense_rank >= 0 && h.lexical_rank >= 0;
+  }
+  for (std::size_t i = 0; i < r.subgraph.nodes.size() && out.embeddings.size() < 8; ++i)
+    if (r.subgraph.depth[i] == 0 && r.subgraph.nodes[i].vector.size() == query_vector.size() && !query_vector.empty())
+      out.embeddings.push_back(r.subgraph.nodes[i].vector);
+  out.attention_entropy = sc.entropy;
+  out.graph_depth = sc.depth_touched;
+  out.search_agreement = top ? static_cast<double>(both) / static_cast<double>(top) : 0;
+  return out;
+}
+
+struct Candidates {
+  std::vector<attention::Candidate> candidates;
+  std::vector<ContextBlock> blocks;       // the same nodes, for the response
+  std::vector<const memory::Node*> from;  // into `owned` or the subgraph: metadata for evidence
+  std::deque<memory::Node> owned;         // dense/hybrid hits outside the subgraph, read from the store
+};
+
+// The context candidates a retrieval strategy gives: none; the dense hits (≤ want); the fused hits
+// (≤ want); or every subgraph node with its graph score (the context builder cuts to max_docs).
+Candidates gather(const memory::Memory& memory, const Retrieved& r, const std::vector<double>& scores,
+                  router::Retrieval strategy, std::size_t want) {
+  Candidates out;
+  auto add = [&](const memory::Node& n, double score) {
+    out.candidates.push_back({n.text, std::string(memory::to_string(n.type)), "", score});
+    out.blocks.push_back({n.id, n.title, std::string(memory::to_string(n.type)), n.text, score});
+    out.from.push_back(&n);
+  };
+  std::unordered_map<std::string_view, const memory::Node*> in_subgraph;
+  if (strategy == router::Retrieval::dense || strategy == router::Retrieval::hybrid)
+    for (const auto& n : r.subgraph.nodes) in_subgraph.emplace(n.id, &n);
+  auto node_of = [&](const std::string& id) -> const memory::Node* {
+    if (auto it = in_subgraph.find(id); it != in_subgraph.end()) return it->second;
+    if (auto n = memory.get(id)) return &out.owned.emplace_back(std::move(*n));
+    return nullptr;
+  };
+  switch (strategy) {
+    case router::Retrieval::none: break;
+    case router::Retrieval::dense: {
+      std::vector<const memory::Hit*> dense;
+      for (const auto& h : r.search.hits)
+        if (h.dense_rank >= 0) dense.push_back(&h);
+      std::sort(dense.begin(), dense.end(), [](auto* a, auto* b) { return a->dense_rank < b->dense_rank; });
+      for (std::size_t i = 0; i < dense.size() && out.candidates.size() < want; ++i)
+        if (const memory::Node* n = node_of(dense[i]->id)) add(*n, dense[i]->similarity);
+      break;
+    }
+    case router::Retrieval::hybrid:
+      for (std::size_t i = 0; i < r.search.hits.size() && out.candidates.size() < want; ++i)
+        if (const memory::Node* n = node_of(r.search.hits[i].id)) add(*n, r.search.hits[i].score);
+      break;
+    case router::Retrieval::hybrid_graph:
+      for (std::size_t i = 0; i < r.subgraph.nodes.size(); ++i) add(r.subgraph.nodes[i], scores.at(i));
+      break;
+  }
+  return out;
+}
+
 }  // namespace
 
 struct Pipeline::Impl {
@@ -480,6 +547,8 @@ Response Pipeline::run(Request req) {
   Retrieved r;
   std::vector<double> scores;  // per subgraph node (routed)
   if (naive) {
+    out.decision.retrieval = router::Retrieval::dense;
+    out.decision.context_tokens = static_cast<int>(c.max_context_tokens);
     t = Clock::now();
     if (!e.vector.empty() && c.max_docs > 0) {
       memory::SearchQuery sq;
@@ -510,18 +579,7 @@ Response Pipeline::run(Request req) {
       sig.query.embedding = e.vector;
       sig.query.tokens = e.tokens;
       sig.query.known_tokens = e.known;
-      std::size_t both = 0, top = std::min<std::size_t>(10, r.search.hits.size());
-      for (std::size_t i = 0; i < r.search.hits.size(); ++i) {
-        const auto& h = r.search.hits[i];
-        sig.retrieval.scores.push_back(static_cast<float>(h.dense_rank >= 0 ? h.similarity : 0.0));
-        if (i < top) both += h.dense_rank >= 0 && h.lexical_rank >= 0;
-      }
-      for (std::size_t i = 0; i < r.subgraph.nodes.size() && sig.retrieval.embeddings.size() < 8; ++i)
-        if (r.subgraph.depth[i] == 0 && r.subgraph.nodes[i].vector.size() == e.vector.size() && !e.vector.empty())
-          sig.retrieval.embeddings.push_back(r.subgraph.nodes[i].vector);
-      sig.retrieval.attention_entropy = sc.entropy;
-      sig.retrieval.graph_depth = sc.depth_touched;
-      sig.retrieval.search_agreement = top ? static_cast<double>(both) / static_cast<double>(top) : 0;
+      sig.retrieval = retrieval_signals(r, e.vector, sc);
       sig.system = req.constraints;
       sig.system.concurrent_requests = s.in_flight.load();
       sig.system.memory_available_gib = memory_available_gib();
@@ -541,38 +599,8 @@ Response Pipeline::run(Request req) {
   s.engine->load(out.model);                 // the first request to a model pays its load here, inside "llm"
   const int64_t load_us = micros_since(t);
   t = Clock::now();
-  std::vector<attention::Candidate> candidates;
-  std::vector<ContextBlock> blocks;
-  auto add_candidate = [&](const memory::Node& n, double score) {
-    candidates.push_back({n.text, std::string(memory::to_string(n.type)), "", score});
-    blocks.push_back({n.id, n.title, std::string(memory::to_string(n.type)), n.text, score});
-  };
-  std::unordered_map<std::string_view, const memory::Node*> in_subgraph;
-  for (const auto& n : r.subgraph.nodes) in_subgraph.emplace(n.id, &n);
-  auto node_of = [&](const std::string& id) -> std::optional<memory::Node> {
-    if (auto it = in_subgraph.find(id); it != in_subgraph.end()) return *it->second;
-    return s.memory->get(id);
-  };
-  const std::size_t want = c.max_docs;
-  switch (naive ? router::Retrieval::dense : out.decision.retrieval) {
-    case router::Retrieval::none: break;
-    case router::Retrieval::dense: {
-      std::vector<const memory::Hit*> dense;
-      for (const auto& h : r.search.hits)
-        if (h.dense_rank >= 0) dense.push_back(&h);
-      std::sort(dense.begin(), dense.end(), [](auto* a, auto* b) { return a->dense_rank < b->dense_rank; });
-      for (std::size_t i = 0; i < dense.size() && candidates.size() < want; ++i)
-        if (auto n = node_of(dense[i]->id)) add_candidate(*n, dense[i]->similarity);
-      break;
-    }
-    case router::Retrieval::hybrid:
-      for (std::size_t i = 0; i < r.search.hits.size() && candidates.size() < want; ++i)
-        if (auto n = node_of(r.search.hits[i].id)) add_candidate(*n, r.search.hits[i].score);
-      break;
-    case router::Retrieval::hybrid_graph:
-      for (std::size_t i = 0; i < r.subgraph.nodes.size(); ++i) add_candidate(r.subgraph.nodes[i], scores.at(i));
-      break;
-  }
+  Candidates cand = gather(*s.memory, r, scores, naive ? router::Retrieval::dense : out.decision.retrieval, c.max_docs);
+  auto& blocks = cand.blocks;
   out.retrieved = r.search.hits.size();
   {
     double sum = 0, sq = 0;
@@ -597,7 +625,7 @@ Response Pipeline::run(Request req) {
   cp.count_tokens = [&](std::string_view text) { return s.count_tokens(out.model, text); };
   out.decision.context_tokens = static_cast<int>(cp.max_tokens);  // the budget applied, after the config's cap
   attention::Context ctx;
-  if (!candidates.empty() && cp.max_tokens > 0) ctx = attention::build_context(candidates, cp);
+  if (!cand.candidates.empty() && cp.max_tokens > 0) ctx = attention::build_context(cand.candidates, cp);
   for (std::size_t i : ctx.used) out.context.push_back(std::move(blocks[i]));
   out.user_turn = ctx.text.empty() ? req.query : ctx.text + "Question: " + req.query;
   out.times.context = micros_since(t);
@@ -742,6 +770,54 @@ Response Pipeline::run(Request req) {
   row["generated_weights"] = out.generated_weights;
   row["quality"] = json::object();  // filled by feedback (feedback.jsonl, joined on request_id)
   s.write_log(row);
+  return out;
+}
+
+Pipeline::Evidence Pipeline::evidence(const LabelledQuestion& question, const std::vector<int>& context_bins) {
+  Impl& s = *impl_;
+  const Config& c = s.config;
+  if (question.text.empty()) throw Error("the question is empty");
+  if (common::first_invalid_utf8(question.text)) throw Error("the question is not valid UTF-8");
+  if (context_bins.empty()) throw Error("evidence needs at least one context bin");
+  const embed::Embedding e = s.embedder->embed(question.text);
+  const Retrieved r = retrieve(*s.memory, question.text, e.vector, c.retrieve);
+  const attention::Scores sc = s.scorer->score(r.graph);
+  Evidence out;
+  out.signals.query.text = question.text;
+  out.signals.query.embedding = e.vector;
+  out.signals.query.tokens = e.tokens;
+  out.signals.query.known_tokens = e.known;
+  out.signals.retrieval = retrieval_signals(r, e.vector, sc);
+
+  std::vector<std::string> gold = question.gold_sources;  // a source listed twice counts once
+  std::sort(gold.begin(), gold.end());
+  gold.erase(std::unique(gold.begin(), gold.end()), gold.end());
+  s.engine->load(c.default_model);
+  for (int k = 0; k < 4; ++k) {
+    const auto strategy = static_cast<router::Retrieval>(k);
+    const Candidates cand = gather(*s.memory, r, sc.score, strategy, c.max_docs);
+    for (const int bin : context_bins) {
+      attention::ContextParams cp;
+      cp.max_docs = c.max_docs;
+      cp.max_tokens = std::min<std::size_t>(c.max_context_tokens, static_cast<std::size_t>(std::max(0, bin)));
+      cp.count_tokens = [&](std::string_view text) { return s.count_tokens(c.default_model, text); };
+      attention::Context ctx;
+      if (!cand.candidates.empty() && cp.max_tokens > 0) ctx = attention::build_context(cand.candidates, cp);
+      std::vector<std::string> found;
+      for (std::size_t i : ctx.used) {
+        const auto meta = json::parse(cand.from[i]->metadata, nullptr, false);
+        if (meta.is_object() && meta.contains("source_id") && meta["source_id"].is_string() &&
+            std::binary_search(gold.begin(), gold.end(), meta["source_id"].get<std::string>())) {
+          found.push_back(meta["source_id"]);
+        }
+      }
+      std::sort(found.begin(), found.end());
+      found.erase(std::unique(found.begin(), found.end()), found.end());
+      out.trials.push_back({strategy, bin,
+                            gold.empty() ? 0.0 : static_cast<double>(found.size()) / static_cast<double>(gold.size()),
+                            ctx.tokens, ctx.used.size()});
+    }
+  }
   return out;
 }
 

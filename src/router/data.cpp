@@ -34,6 +34,40 @@ void for_each_row(const std::string& path, F&& row) {
   }
 }
 
+// RetrievalSignals from JSON: {"scores": [..], "embeddings": [[..], ..], "attention_entropy",
+// "graph_depth", "search_agreement"}; every number finite.
+template <typename Fail>
+RetrievalSignals retrieval_signals(const nlohmann::json& j, Fail&& fail) {
+  if (!j.is_object()) fail("\"retrieval_signals\" must be an object");
+  auto floats = [&](const nlohmann::json& a, const char* what) {
+    if (!a.is_array()) fail(std::string(what) + " must be an array of numbers");
+    std::vector<float> v;
+    for (const auto& x : a) {
+      if (!x.is_number() || !std::isfinite(x.get<double>())) fail(std::string(what) + " must hold finite numbers");
+      v.push_back(x.get<float>());
+    }
+    return v;
+  };
+  RetrievalSignals r;
+  if (j.contains("scores")) r.scores = floats(j["scores"], "retrieval_signals.scores");
+  if (j.contains("embeddings")) {
+    if (!j["embeddings"].is_array()) fail("retrieval_signals.embeddings must be an array of vectors");
+    for (const auto& e : j["embeddings"]) r.embeddings.push_back(floats(e, "retrieval_signals.embeddings"));
+  }
+  auto number = [&](const char* key, double& into) {
+    if (!j.contains(key)) return;
+    if (!j[key].is_number() || !std::isfinite(j[key].get<double>()))
+      fail(std::string("retrieval_signals.") + key + " must be a finite number");
+    into = j[key].get<double>();
+  };
+  double depth = 0;
+  number("attention_entropy", r.attention_entropy);
+  number("search_agreement", r.search_agreement);
+  number("graph_depth", depth);
+  r.graph_depth = static_cast<int>(depth);
+  return r;
+}
+
 }  // namespace
 
 Ladder load_ladder(const std::string& dir, bool frontier) {
@@ -103,11 +137,50 @@ std::vector<Outcome> load_outcomes(const std::string& path, const Ladder& ladder
   for_each_row(path, [&](const nlohmann::json& j, std::size_t line_no) {
     auto fail = [&](const std::string& why) { throw Error(path + ":" + std::to_string(line_no) + ": " + why); };
     if (!j.contains("query") || !j["query"].is_string()) fail("\"query\" must be a string");
-    if (!j.contains("outcomes") || !j["outcomes"].is_object()) fail("\"outcomes\" must be an object");
+    const bool has_settings = j.contains("settings");
+    if (has_settings && !j["settings"].is_array()) fail("\"settings\" must be an array");
+    if (j.contains("outcomes") ? !j["outcomes"].is_object() : !has_settings) {
+      fail("\"outcomes\" must be an object (or the row needs \"settings\")");
+    }
     Outcome o;
     o.id = j.contains("id") && j["id"].is_string() ? j["id"].get<std::string>() : std::to_string(line_no);
     o.task = j.contains("task") && j["task"].is_string() ? j["task"].get<std::string>() : "";
     o.signals.query.text = j["query"];
+    if (j.contains("retrieval_signals")) o.signals.retrieval = retrieval_signals(j["retrieval_signals"], fail);
+    if (has_settings) {
+      for (const auto& r : j["settings"]) {
+        if (!r.is_object()) fail("every setting must be an object");
+        Trial t;
+        t.model = kAnyModel;
+        if (!r.contains("quality") || !r["quality"].is_number() ||
+            !(r["quality"].get<double>() >= 0 && r["quality"].get<double>() <= 1)) {
+          fail("every setting needs a quality in [0, 1]");
+        }
+        t.quality = r["quality"].get<double>();
+        if (!r.contains("retrieval") || !r["retrieval"].is_string()) fail("every setting needs a retrieval strategy");
+        for (int k = 0; k < 4; ++k)
+          if (to_string(static_cast<Retrieval>(k)) == r["retrieval"].get<std::string>()) t.retrieval = k;
+        if (t.retrieval < 0) fail("unknown retrieval \"" + r["retrieval"].get<std::string>() + "\"");
+        if (!r.contains("context_tokens") || !r["context_tokens"].is_number_integer()) {
+          fail("every setting needs whole context_tokens");
+        }
+        const auto bin =
+            std::find(ladder.context_bins.begin(), ladder.context_bins.end(), r["context_tokens"].get<int64_t>());
+        if (bin == ladder.context_bins.end()) {
+          fail("context_tokens " + r["context_tokens"].dump() + " is not one of the router's context bins");
+        }
+        t.context_bin = static_cast<int>(bin - ladder.context_bins.begin());
+        if (r.contains("tokens")) {
+          if (!r["tokens"].is_number() || !(r["tokens"].get<double>() >= 0)) fail("tokens must be a number ≥ 0");
+          t.context_tokens = r["tokens"].get<double>();
+        }
+        o.trials.push_back(t);
+      }
+    }
+    if (!j.contains("outcomes")) {
+      out.push_back(std::move(o));
+      return;
+    }
     for (const auto& [name, r] : j["outcomes"].items()) {
       const auto it = index.find(name);
       if (it == index.end()) {

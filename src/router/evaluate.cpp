@@ -22,6 +22,7 @@ Table tabulate(const std::vector<Outcome>& test, const Ladder& ladder, double la
   for (const Outcome& o : test) {
     std::vector<double> q(n, -1), c(n, 0);
     for (const Trial& tr : o.trials) {
+      if (tr.model == kAnyModel) continue;  // evidence settings: no model's answer
       if (tr.model >= n) throw Error("router: outcome " + o.id + " names a model outside the ladder");
       if (tr.quality > q[tr.model]) q[tr.model] = tr.quality, c[tr.model] = std::isfinite(tr.cost) ? tr.cost : 0;
     }

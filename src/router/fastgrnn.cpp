@@ -125,14 +125,14 @@ std::size_t argmax(const double* p, std::size_t n) { return static_cast<std::siz
 double example_loss(const Layout& L, const double* th, const FeatureVector& x, const Labels& y, const TrainParams& p,
                     Trace& tr, double* g, double scale) {
   forward(L, th, x, tr);
-  double loss = -std::log(std::max(tr.pm[y.model], 1e-300));
+  double loss = y.model >= 0 ? -std::log(std::max(tr.pm[y.model], 1e-300)) : 0;  // < 0: an evidence row
   if (y.context >= 0) loss -= std::log(std::max(tr.pc[y.context], 1e-300));
   if (y.retrieval >= 0) loss -= std::log(std::max(tr.pr[y.retrieval], 1e-300));
   if (std::isfinite(y.temperature)) loss += p.alpha * smooth_l1(tr.temp - y.temperature);
   if (std::isfinite(y.top_p)) loss += p.beta * smooth_l1(tr.top_p - y.top_p);
   // Confidence: will the model the head prefers do as well as the best one did? (the target
   // follows the current prediction and is held constant for the gradient)
-  const double q_pred = y.quality[argmax(tr.pm, L.N)];
+  const double q_pred = y.model >= 0 ? y.quality[argmax(tr.pm, L.N)] : std::numeric_limits<double>::quiet_NaN();
   const bool conf_known = std::isfinite(q_pred);
   const double conf_target = conf_known && q_pred >= y.best_quality - p.epsilon ? 1 : 0;
   if (conf_known) {
@@ -153,7 +153,7 @@ double example_loss(const Layout& L, const double* th, const FeatureVector& x, c
       }
     }
   };
-  head_back(L.Am, L.am, L.N, tr.pm, y.model);
+  if (y.model >= 0) head_back(L.Am, L.am, L.N, tr.pm, y.model);
   if (y.context >= 0) head_back(L.Ac, L.ac, L.C, tr.pc, y.context);
   if (y.retrieval >= 0) head_back(L.Ar, L.ar, kRetrievalHeads, tr.pr, y.retrieval);
   auto affine_back = [&](std::size_t w, std::size_t b, double d) {
@@ -228,7 +228,7 @@ double batch_loss(const Layout& L, const std::vector<double>& th, const std::vec
   const double scale = 1.0 / static_cast<double>(n);
   for (std::size_t k = 0; k < n; ++k) {
     const std::size_t i = order[k];
-    total += example_loss(L, th.data(), X[i], Y[i], p, tr, g ? g->data() : nullptr, scale);
+    total += Y[i].weight * example_loss(L, th.data(), X[i], Y[i], p, tr, g ? g->data() : nullptr, scale * Y[i].weight);
   }
   double reg = 0;
   for (const Matrix& m : matrices(L)) {
@@ -302,7 +302,12 @@ Labels make_labels(const Outcome& o, const Ladder& ladder, const TrainParams& p)
     return t.quality - (std::isfinite(t.latency_ms) ? p.lambda_latency * t.latency_ms : 0) -
            (std::isfinite(t.cost) ? p.mu_cost * t.cost : 0);
   };
+  bool model_free = false;
   for (const Trial& t : o.trials) {
+    if (t.model == kAnyModel) {
+      model_free = true;
+      continue;
+    }
     if (t.model >= n) throw Error("router: outcome " + o.id + " names a model outside the ladder");
     best_u[t.model] = std::max(best_u[t.model], utility(t));
     y.quality[t.model] = std::isfinite(y.quality[t.model]) ? std::max(y.quality[t.model], t.quality) : t.quality;
@@ -319,29 +324,50 @@ Labels make_labels(const Outcome& o, const Ladder& ladder, const TrainParams& p)
       second = std::max(second, best_u[m]);
     }
   }
-  if (y.model < 0) return y;
+  // Model-free settings (evidence a context holds): the cheapest (context bin, then retrieval
+  // strategy) within ε of the best, chosen jointly so that the two labels name one trial.
+  if (model_free) {
+    double best = -1e300;
+    for (const Trial& t : o.trials)
+      if (t.model == kAnyModel) best = std::max(best, utility(t));
+    const Trial* pick = nullptr;
+    auto rank = [](const Trial& t) { return std::pair(t.context_bin, t.retrieval); };
+    for (const Trial& t : o.trials)
+      if (t.model == kAnyModel && utility(t) >= best - p.epsilon && (!pick || rank(t) < rank(*pick))) pick = &t;
+    y.retrieval = pick->retrieval;
+    // Without retrieval the context size means nothing: its label is masked then.
+    y.context = pick->retrieval == static_cast<int>(Retrieval::none) ? -1 : pick->context_bin;
+  }
+  if (y.model < 0) {
+    y.margin = 1;  // evidence rows are labelled exactly: clear from the start of the curriculum
+    return y;
+  }
   y.margin = second > -1e299 ? first - second : 1;
-  // Context bin and retrieval: the cheapest setting of the chosen model within ε of its best.
+  // Context bin and retrieval: the cheapest setting of the chosen model within ε of its best
+  // (trials of the chosen model that record them take precedence over model-free ones).
   double best_ctx = -1e300, best_ret = -1e300;
   for (const Trial& t : o.trials) {
     if (static_cast<int>(t.model) != y.model) continue;
     if (t.context_bin >= 0) best_ctx = std::max(best_ctx, utility(t));
     if (t.retrieval >= 0) best_ret = std::max(best_ret, utility(t));
   }
+  int own_ctx = -1, own_ret = -1;
   for (const Trial& t : o.trials) {
     if (static_cast<int>(t.model) != y.model) continue;
     const double u = utility(t);
-    if (t.context_bin >= 0 && u >= best_ctx - p.epsilon && (y.context < 0 || t.context_bin < y.context)) {
-      y.context = t.context_bin;
+    if (t.context_bin >= 0 && u >= best_ctx - p.epsilon && (own_ctx < 0 || t.context_bin < own_ctx)) {
+      own_ctx = t.context_bin;
     }
-    if (t.retrieval >= 0 && u >= best_ret - p.epsilon && (y.retrieval < 0 || t.retrieval < y.retrieval)) {
-      y.retrieval = t.retrieval;
+    if (t.retrieval >= 0 && u >= best_ret - p.epsilon && (own_ret < 0 || t.retrieval < own_ret)) {
+      own_ret = t.retrieval;
     }
     if (u >= first - 1e-12) {  // the sampling of the best trial
       if (std::isfinite(t.temperature)) y.temperature = t.temperature;
       if (std::isfinite(t.top_p)) y.top_p = t.top_p;
     }
   }
+  if (own_ctx >= 0) y.context = own_ctx;
+  if (own_ret >= 0) y.retrieval = own_ret;
   return y;
 }
 
@@ -395,7 +421,7 @@ double Router::loss(const std::vector<Outcome>& outcomes, const TrainParams& par
       impl_->fitted ? std::vector<FeatureVector>{} : out_of_fold_features(fit, outcomes);
   for (std::size_t i = 0; i < outcomes.size(); ++i) {
     Labels y = make_labels(outcomes[i], ladder_, params);
-    if (y.model < 0) continue;
+    if (!y.labelled()) continue;
     X.push_back(normalise(fit, impl_->fitted ? raw_features(fit, outcomes[i].signals) : raw[i]));
     Y.push_back(y);
   }
@@ -420,7 +446,7 @@ TrainReport Router::train(const std::vector<Outcome>& outcomes, const TrainParam
     const std::vector<FeatureVector> all = router::training_features(impl->fit, outcomes);
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
       Labels y = make_labels(outcomes[i], ladder_, p);
-      if (y.model < 0) continue;
+      if (!y.labelled()) continue;
       impl->context_trained |= y.context >= 0;
       impl->retrieval_trained |= y.retrieval >= 0;
       impl->sampling_trained |= std::isfinite(y.temperature) || std::isfinite(y.top_p);
@@ -428,12 +454,42 @@ TrainReport Router::train(const std::vector<Outcome>& outcomes, const TrainParam
       Y.push_back(y);
     }
   }
-  if (X.empty()) throw Error("router: no training outcome has a trial of a ladder model");
+  const auto with_model = std::count_if(Y.begin(), Y.end(), [](const Labels& y) { return y.model >= 0; });
+  if (with_model == 0) throw Error("router: no training outcome has a trial of a ladder model");
+  // Evidence rows are few beside the model rows (hundreds of labelled questions against thousands
+  // of outcome records): weighted so that they carry evidence_share of the loss.
+  if (const auto evidence = static_cast<std::ptrdiff_t>(Y.size()) - with_model; evidence > 0) {
+    const double w = std::max(1.0, p.evidence_share / (1 - p.evidence_share) * static_cast<double>(with_model) /
+                                       static_cast<double>(evidence));
+    for (Labels& y : Y)
+      if (y.model < 0) y.weight = w;
+  }
   std::vector<double> th = theta_;
   {  // the model head starts at the label prior
     std::vector<double> count(L.N, 1.0);
-    for (const Labels& y : Y) count[static_cast<std::size_t>(y.model)] += 1;
-    for (std::size_t m = 0; m < L.N; ++m) th[L.am + m] = std::log(count[m] / static_cast<double>(Y.size() + L.N));
+    double total = static_cast<double>(L.N);
+    for (const Labels& y : Y)
+      if (y.model >= 0) count[static_cast<std::size_t>(y.model)] += 1, total += 1;
+    for (std::size_t m = 0; m < L.N; ++m) th[L.am + m] = std::log(count[m] / total);
+  }
+  if (with_model < static_cast<std::ptrdiff_t>(Y.size())) {  // evidence rows: which slots the model rows left fixed
+    impl->model_view.assign(kFeatures, std::numeric_limits<float>::quiet_NaN());
+    std::vector<char> seen(kFeatures, 0), varied(kFeatures, 0);
+    for (std::size_t i = 0; i < X.size(); ++i) {
+      if (Y[i].model < 0) continue;
+      for (std::size_t k = 0; k < kFeatures; ++k) {
+        if (!seen[k])
+          seen[k] = 1, impl->model_view[k] = X[i][k];
+        else if (X[i][k] != impl->model_view[k])
+          varied[k] = 1;
+      }
+    }
+    bool any = false;
+    for (std::size_t k = 0; k < kFeatures; ++k) {
+      if (varied[k]) impl->model_view[k] = std::numeric_limits<float>::quiet_NaN();
+      any |= !varied[k];
+    }
+    if (!any) impl->model_view.clear();
   }
   std::vector<std::size_t> all(X.size());
   std::iota(all.begin(), all.end(), 0);
@@ -607,10 +663,34 @@ std::vector<FeatureVector> Router::training_features(const std::vector<Outcome>&
   return router::training_features(impl_->fit, outcomes);
 }
 
+namespace {
+
+// Fills `o` for x; the model, sampling and confidence heads from x as the model view shows it.
+void infer_heads(const Layout& L, const Router::Impl& impl, bool quantized, const FeatureVector& x, HeadOutputs& o) {
+  infer(L, impl, quantized, x, o);
+  if (impl.model_view.empty()) return;
+  FeatureVector xm = x;
+  bool differs = false;
+  for (std::size_t k = 0; k < kFeatures; ++k) {
+    if (std::isnan(impl.model_view[k]) || xm[k] == impl.model_view[k]) continue;
+    xm[k] = impl.model_view[k];
+    differs = true;
+  }
+  if (!differs) return;
+  HeadOutputs m;
+  infer(L, impl, quantized, xm, m);
+  std::copy(m.pm, m.pm + L.N, o.pm);
+  o.temp = m.temp;
+  o.top_p = m.top_p;
+  o.conf = m.conf;
+}
+
+}  // namespace
+
 void Router::model_probabilities(const FeatureVector& features, float* out) const {
   const Layout L(shape_, ladder_.models.size(), ladder_.context_bins.size());
   HeadOutputs o;
-  infer(L, *impl_, quantized_, features, o);
+  infer_heads(L, *impl_, quantized_, features, o);
   std::copy(o.pm, o.pm + L.N, out);
 }
 
@@ -620,7 +700,7 @@ RouteDecision Router::decide(const FeatureVector& x, const SystemSignals& system
   }
   const Layout L(shape_, ladder_.models.size(), ladder_.context_bins.size());
   HeadOutputs o;
-  infer(L, *impl_, quantized_, x, o);
+  infer_heads(L, *impl_, quantized_, x, o);
   // Privacy: only the models allowed to serve this level take part.
   bool allowed[kMaxTiers];
   float mass = 0;
@@ -643,11 +723,16 @@ RouteDecision Router::decide(const FeatureVector& x, const SystemSignals& system
     d.escalated = d.model != largest;
     d.model = largest;
   }
-  d.context_bin =
-      impl_->context_trained ? static_cast<std::size_t>(std::max_element(o.pc, o.pc + L.C) - o.pc) : L.C - 1;
+  // Context: the smallest bin that holds the evidence with probability ≥ coverage (bins are ordered:
+  // the larger bins hold less than 1 − coverage of the mass). Retrieval: none only when the head is
+  // that sure there is no evidence to find (dropping the context is the costly mistake), else the
+  // likeliest strategy.
+  d.context_bin = impl_->context_trained ? tier_for(o.pc, L.C, 1 - evidence_coverage) : L.C - 1;
   d.context_tokens = ladder_.context_bins[d.context_bin];
-  d.retrieval = impl_->retrieval_trained ? static_cast<Retrieval>(std::max_element(o.pr, o.pr + kRetrievalHeads) - o.pr)
-                                         : Retrieval::hybrid_graph;
+  d.retrieval = !impl_->retrieval_trained ? Retrieval::hybrid_graph
+                : o.pr[0] >= evidence_coverage
+                    ? Retrieval::none
+                    : static_cast<Retrieval>(std::max_element(o.pr + 1, o.pr + kRetrievalHeads) - o.pr);
   d.temperature = o.temp;
   d.top_p = o.top_p;
   return d;

@@ -60,6 +60,8 @@ struct Labels {
   std::array<double, kMaxTiers> quality = nan_tiers();  // best quality per model, NaN = no trial
   double best_quality = -1;
   double margin = 0;  // best U − second best U: the curriculum's clarity
+  double weight = 1;  // evidence rows: TrainParams::evidence_share of the loss
+  bool labelled() const { return model >= 0 || context >= 0 || retrieval >= 0; }
 };
 Labels make_labels(const Outcome& o, const Ladder& ladder, const TrainParams& p);
 
@@ -67,6 +69,11 @@ struct Router::Impl {
   FeatureFit fit;
   bool fitted = false;
   bool context_trained = false, retrieval_trained = false, sampling_trained = false;
+  // The model, sampling and confidence heads learn from model-labelled rows only. Slots that took
+  // one value on all of them (the retrieval slots, when the outcome set had no retrieval but
+  // evidence rows did) carry nothing those heads learned: they read that value there instead
+  // (NaN = the slot varied: read as is). Empty: no such slot.
+  std::vector<float> model_view;
   // Float copies of θ for decide(), and the int8 versions (per-row scale) after quantize().
   std::vector<float> f;
   std::vector<int8_t> q;

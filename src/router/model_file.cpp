@@ -82,10 +82,16 @@ void Router::save(const std::string& path) const {
       {"hidden", shape_.hidden}, {"rank_w", shape_.rank_w}, {"rank_u", shape_.rank_u}, {"steps", shape_.steps}};
   j["threshold"] = threshold;
   j["confidence_floor"] = confidence_floor;
+  j["evidence_coverage"] = evidence_coverage;
   j["quantized"] = quantized_;
   j["heads_trained"] = {{"context", impl_->context_trained},
                         {"retrieval", impl_->retrieval_trained},
                         {"sampling", impl_->sampling_trained}};
+  if (!impl_->model_view.empty()) {
+    nlohmann::json view = nlohmann::json::array();
+    for (float v : impl_->model_view) view.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v));
+    j["model_view"] = view;
+  }
   nlohmann::json names = nlohmann::json::array();
   for (auto n : feature_names()) names.push_back(std::string(n));
   j["feature_layout"] = names;
@@ -164,6 +170,13 @@ Router Router::load(const std::string& path) {
     }
     r.threshold = j["threshold"].get<double>();
     r.confidence_floor = j["confidence_floor"].get<double>();
+    if (j.contains("evidence_coverage")) {  // files written before it had no such key: the default
+      const auto& v = j["evidence_coverage"];
+      if (!v.is_number() || !(v.get<double>() > 0 && v.get<double>() <= 1)) {
+        throw Error("router file: \"evidence_coverage\" must be a number in (0, 1]");
+      }
+      r.evidence_coverage = v.get<double>();
+    }
     if (!j.contains("feature_layout") || !j["feature_layout"].is_array() || j["feature_layout"].size() != kFeatures) {
       throw Error("router file: \"feature_layout\" must list 128 feature names");
     }
@@ -193,6 +206,16 @@ Router Router::load(const std::string& path) {
       impl->context_trained = j["heads_trained"].value("context", false);
       impl->retrieval_trained = j["heads_trained"].value("retrieval", false);
       impl->sampling_trained = j["heads_trained"].value("sampling", false);
+    }
+    if (j.contains("model_view")) {
+      const auto& view = j["model_view"];
+      if (!view.is_array() || view.size() != kFeatures)
+        throw Error("router file: \"model_view\" must hold 128 entries");
+      for (const auto& v : view) {
+        if (!v.is_null() && !(v.is_number() && std::isfinite(v.get<double>())))
+          throw Error("router file: \"model_view\" entries are numbers or null");
+        impl->model_view.push_back(v.is_null() ? std::numeric_limits<float>::quiet_NaN() : v.get<float>());
+      }
     }
     r.quantized_ = j.value("quantized", false);
     compile(L, r.theta_, r.quantized_, *impl);

@@ -1016,6 +1016,74 @@ std::string train_router(const embed::Embedder& embedder, const std::string& pat
   return path;
 }
 
+// Evidence for the router's context heads must describe the contexts run() builds: the routed
+// flow without a router uses hybrid + graph at context.max_tokens, and the naive flow's dense top-k
+// is the dense strategy at the same budget. Recall is checked against the gold ids by hand.
+TEST(Pipeline, EvidenceDescribesTheContextsRunBuilds) {
+  RUVLLM_REQUIRE_VECTORS();
+  const std::string dir = fresh_dir("pipeline-evidence");
+  Config c = tiny_config(dir);
+  Pipeline p(c);
+  ingest_corpus(p);
+  const LabelledQuestion q{kQuestion, {"compiler", "linker", "not-in-memory"}};
+  const std::vector<int> bins = {64, 256, static_cast<int>(c.max_context_tokens), 4096};
+  const auto ev = p.evidence(q, bins);
+  ASSERT_EQ(ev.trials.size(), 4 * bins.size());
+  EXPECT_FALSE(ev.signals.retrieval.scores.empty());
+  EXPECT_EQ(ev.signals.query.text, kQuestion);
+  auto trial = [&](router::Retrieval k, int bin) {
+    for (const auto& t : ev.trials)
+      if (t.retrieval == k && t.context_tokens == bin) return t;
+    ADD_FAILURE() << "no trial for " << router::to_string(k) << " at " << bin;
+    return Pipeline::EvidenceTrial{};
+  };
+  auto recall_of = [&](const Response& out) {
+    std::set<std::string> found;
+    for (const auto& b : out.context) {
+      const auto node = p.memory().get(b.node_id);
+      const auto meta = json::parse(node->metadata);
+      const std::string source = meta["source_id"];
+      if (std::find(q.gold_sources.begin(), q.gold_sources.end(), source) != q.gold_sources.end()) found.insert(source);
+    }
+    return static_cast<double>(found.size()) / 3.0;
+  };
+  Request r = ask(kQuestion);
+  r.generate = false;
+  const Response routed = p.run(r);
+  ASSERT_FALSE(routed.routed);  // no router: hybrid + graph at context.max_tokens
+  const auto hg = trial(router::Retrieval::hybrid_graph, static_cast<int>(c.max_context_tokens));
+  EXPECT_EQ(hg.blocks, routed.context.size());
+  EXPECT_DOUBLE_EQ(hg.recall, recall_of(routed));
+  EXPECT_GT(hg.recall, 0);
+  EXPECT_LT(hg.recall, 1);  // one gold id is not in memory
+  r.flow = Flow::naive;
+  const Response naive = p.run(r);
+  const auto dense = trial(router::Retrieval::dense, static_cast<int>(c.max_context_tokens));
+  EXPECT_EQ(dense.blocks, naive.context.size());
+  EXPECT_DOUBLE_EQ(dense.recall, recall_of(naive));
+  for (const auto& t : ev.trials) {
+    SCOPED_TRACE(std::string(router::to_string(t.retrieval)) + " " + std::to_string(t.context_tokens));
+    if (t.retrieval == router::Retrieval::none) {
+      EXPECT_EQ(t.blocks, 0u);
+      EXPECT_EQ(t.recall, 0);
+    }
+    // The budget is capped by context.max_tokens: a larger bin holds the same as the cap.
+    const int capped = std::min(t.context_tokens, static_cast<int>(c.max_context_tokens));
+    EXPECT_LE(t.tokens, static_cast<std::size_t>(capped));
+    if (t.context_tokens > capped) {
+      EXPECT_EQ(t.blocks, trial(t.retrieval, capped).blocks);
+      EXPECT_EQ(t.recall, trial(t.retrieval, capped).recall);
+    }
+  }
+  // More room never holds less evidence.
+  for (int k = 1; k < 4; ++k)
+    for (std::size_t b = 1; b < bins.size(); ++b)
+      EXPECT_GE(trial(static_cast<router::Retrieval>(k), bins[b]).recall,
+                trial(static_cast<router::Retrieval>(k), bins[b - 1]).recall);
+  EXPECT_THROW(p.evidence({"", {"compiler"}}, bins), Error);
+  EXPECT_THROW(p.evidence(q, {}), Error);
+}
+
 TEST(PipelineRouter, RoutedRequestsFollowTheRoutersDecision) {
   RUVLLM_REQUIRE_VECTORS();
   const std::string dir = fresh_dir("pipeline-router");

@@ -129,6 +129,82 @@ TEST(RouterCli, TrainEvalCalibrateAndInspectAGeneratedOutcomeSet) {
   EXPECT_EQ(bare.out.find("decision: "), std::string::npos) << bare.out;
 }
 
+// `router evidence` over a real memory and the tiny LFM2's tokenizer, then train and eval with it.
+TEST(RouterCli, EvidenceRowsTrainAndEvaluateTheContextHeads) {
+  REQUIRE_WORD_VECTORS();
+  const std::string dir = test::tmp_dir() + "/router-cli-evidence";
+  fs::remove_all(dir);
+  fs::create_directories(dir + "/data");
+  {
+    std::ofstream corpus(dir + "/corpus.jsonl");
+    for (int i = 0; i < 8; ++i) {
+      corpus << nlohmann::json{{"id", "weather-" + std::to_string(i)},
+                               {"title", std::string("Weather ") + kWeather[i]},
+                               {"text", std::string("The ") + kWeather[i] + " and the " + kWeather[i + 8] +
+                                            " shape the weather forecast of a cold winter or a warm summer."}}
+                    .dump()
+             << "\n";
+    }
+    std::ofstream(dir + "/ruvllm.toml") << "[[model]]\nname = \"tiny\"\npath = \"" << test::tiny_lfm2()
+                                        << "\"\n\n[memory]\ndata_dir = \"data\"\n";
+    std::ofstream questions(dir + "/questions.jsonl");
+    for (int i = 0; i < 8; ++i) {
+      questions << nlohmann::json{{"id", "q" + std::to_string(i)},
+                                  {"question", std::string("what is the ") + kWeather[i] + " forecast?"},
+                                  {"supporting", {"weather-" + std::to_string(i)}}}
+                       .dump()
+                << "\n";
+      questions << nlohmann::json{{"id", "m" + std::to_string(i)},
+                                  {"question", std::string("prove the ") + kMaths[i] + " theorem"},
+                                  {"supporting", {"maths-" + std::to_string(i)}}}  // not in this memory
+                       .dump()
+                << "\n";
+    }
+  }
+  const auto ingest = test::run("ingest --db " + dir + "/data/memory.sqlite " + dir + "/corpus.jsonl");
+  ASSERT_EQ(ingest.status, 0) << ingest.out;
+  const auto ev = test::run("router evidence -c " + dir + "/ruvllm.toml --questions " + dir +
+                            "/questions.jsonl --out " + dir + "/evidence.jsonl");
+  ASSERT_EQ(ev.status, 0) << ev.out;
+  std::ifstream in(dir + "/evidence.jsonl");
+  std::size_t rows = 0, found = 0;
+  for (std::string line; std::getline(in, line); ++rows) {
+    const auto j = nlohmann::json::parse(line);
+    ASSERT_EQ(j["settings"].size(), 16u);  // 4 strategies x 4 default bins
+    double best = 0;
+    for (const auto& s : j["settings"]) {
+      best = std::max(best, s["quality"].get<double>());
+      if (s["retrieval"] == "none") EXPECT_EQ(s["quality"], 0);
+    }
+    if (j["id"].get<std::string>()[0] == 'm') EXPECT_EQ(best, 0) << line;  // evidence not in memory
+    found += best > 0;
+  }
+  EXPECT_EQ(rows, 16u);
+  EXPECT_GE(found, 6u) << "weather questions whose own paragraph is in some context";
+
+  const std::string data = generated_set("router-cli-evidence-set"), model = dir + "/router.json";
+  const auto train = test::run("router train --data " + data + " --evidence " + dir + "/evidence.jsonl --out " + model +
+                               " --epochs 12 --hidden 16 --rank-w 8 --rank-u 4");
+  ASSERT_EQ(train.status, 0) << train.out;
+  EXPECT_NE(train.out.find("trained on 316 outcomes"), std::string::npos) << train.out;
+  EXPECT_NE(train.out.find("context yes, retrieval yes"), std::string::npos) << train.out;
+  const auto eval = test::run("router eval --data " + data + " --model " + model + " --no-baselines --evidence " + dir +
+                              "/evidence.jsonl --out " + dir + "/report");
+  ASSERT_EQ(eval.status, 0) << eval.out;
+  const auto report = nlohmann::json::parse(test::read_file(dir + "/report/router-router-cli-evidence-set.json"));
+  ASSERT_EQ(report["evidence"].size(), 5u) << report.dump();
+  for (const auto& p : report["evidence"]) {
+    EXPECT_EQ(p["rows"], 16);
+    const std::string name = p["policy"];
+    if (name.starts_with("label")) EXPECT_EQ(p["exact"], 1.0);
+    if (name.starts_with("smallest")) EXPECT_EQ(p["recall"], 0.0);
+  }
+  const auto bad = test::run("router evidence -c " + dir + "/ruvllm.toml --questions " + dir + "/corpus.jsonl --out " +
+                             dir + "/bad.jsonl");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.out.find("corpus.jsonl:1"), std::string::npos) << bad.out;
+}
+
 TEST(RouterCli, BadInvocationsExitNonZeroWithAMessage) {
   REQUIRE_WORD_VECTORS();
   const std::string model = test::tmp_dir() + "/router-cli-bad.json";

@@ -235,6 +235,15 @@ std::vector<Outcome> gradient_outcomes(std::mt19937_64& rng, std::size_t n, std:
     }
     out.push_back(std::move(o));
   }
+  for (std::size_t i = 0; i < n / 4 + 1; ++i) {  // evidence rows: model-free settings only
+    Outcome o;
+    o.id = "e" + std::to_string(i);
+    o.signals = random_signals(rng, unit_vector(rng, dim));
+    for (int k = 0; k < 4; ++k)
+      for (int bin = 0; bin < 4; ++bin)
+        o.trials.push_back({.model = kAnyModel, .quality = uniform(rng), .context_bin = bin, .retrieval = k});
+    out.push_back(std::move(o));
+  }
   return out;
 }
 
@@ -407,6 +416,87 @@ TEST(RouterTraining, HeadsWithRecordsAreTrainedAndDecideFromThem) {
   EXPECT_EQ(e.context_bin, plain.ladder().context_bins.size() - 1);
   EXPECT_EQ(e.context_tokens, plain.ladder().context_bins.back());
   EXPECT_EQ(e.retrieval, Retrieval::hybrid_graph);
+}
+
+// Evidence rows (model-free settings, `ruvllm router evidence`) train the context and retrieval
+// heads; the model head stays the model rows'. Generated: a question has evidence in memory when
+// its first retrieval scores are high; then a hybrid context of the second bin holds all of it (the
+// first bin half, dense retrieval half), else no setting finds any and the label is no retrieval.
+TEST(RouterTraining, EvidenceRowsTrainTheContextAndRetrievalHeadsOnly) {
+  const Trained& base = trained(2);
+  std::vector<Outcome> rows = base.train;
+  for (auto& o : rows) o.signals.retrieval = {};  // outcome sets have no retrieval
+  std::mt19937_64 rng(77);
+  auto evidence_row = [&](const std::string& id, bool found) {
+    Outcome o;
+    o.id = id;
+    o.task = found ? "found" : "absent";
+    o.signals = random_signals(rng, unit_vector(rng, base.task.dim));
+    o.signals.retrieval.scores = found ? std::vector<float>{0.9f, 0.85f, 0.8f} : std::vector<float>{0.3f, 0.2f, 0.1f};
+    o.signals.retrieval.search_agreement = found ? 0.8 : 0.1;
+    for (int k = 0; k < 4; ++k)
+      for (int bin = 0; bin < 4; ++bin) {
+        const double q = !found || k == 0 ? 0 : k == 1 ? 0.5 : bin >= 1 ? 1 : 0.5;
+        o.trials.push_back({.model = kAnyModel, .quality = q, .context_bin = bin, .retrieval = k});
+      }
+    return o;
+  };
+  for (int i = 0; i < 300; ++i) rows.push_back(evidence_row("ev" + std::to_string(i), i % 2 == 0));
+  // Labels: the cheapest setting within ε of the best, jointly; no context bin without retrieval.
+  const Labels found = make_labels(rows.back() /* i = 299: absent */, base.router->ladder(), TrainParams{});
+  EXPECT_EQ(found.model, -1);
+  EXPECT_EQ(found.retrieval, 0);
+  EXPECT_EQ(found.context, -1);
+  const Labels present = make_labels(rows[rows.size() - 2], base.router->ladder(), TrainParams{});
+  EXPECT_EQ(present.retrieval, 2);
+  EXPECT_EQ(present.context, 1);
+
+  Router r(base.router->ladder(), RouterShape{}, 3);
+  const TrainReport report = r.train(rows, task_params());
+  EXPECT_TRUE(report.context_trained);
+  EXPECT_TRUE(report.retrieval_trained);
+  EXPECT_FALSE(base.report.context_trained);  // without evidence rows: untrained, the safe defaults
+  const RouteDecision untrained = base.router->decide(rows.back().signals);
+  EXPECT_EQ(untrained.retrieval, Retrieval::hybrid_graph);
+  EXPECT_EQ(untrained.context_bin, base.router->ladder().context_bins.size() - 1);
+
+  std::size_t right = 0, n = 0;
+  for (int i = 0; i < 100; ++i) {
+    const bool has = i % 2 == 0;
+    const Outcome o = evidence_row("test" + std::to_string(i), has);
+    const RouteDecision d = r.decide(o.signals);
+    right += has ? d.retrieval == Retrieval::hybrid && d.context_bin == 1 : d.retrieval == Retrieval::none;
+    ++n;
+  }
+  EXPECT_GE(right, 90u) << "of " << n;
+
+  // The model head reads the retrieval slots as the model rows had them (none): retrieval signals
+  // change the context decision, never the model's probabilities.
+  for (std::size_t i = 0; i < 20; ++i) {
+    Signals with = base.test[i].signals, without = with;
+    without.retrieval = {};
+    with.retrieval = evidence_row("x", i % 2 == 0).signals.retrieval;
+    EXPECT_EQ(probabilities(r, r.features(with)), probabilities(r, r.features(without)));
+    EXPECT_EQ(r.decide(with).model, r.decide(without).model);
+  }
+  // And the model head still learned the task from the model rows.
+  const Evaluation e = evaluate(router_policy(std::make_shared<Router>(r)), base.test, r.ladder());
+  const Evaluation e0 = evaluate(router_policy(base.router), base.test, r.ladder());
+  EXPECT_GE(e.accuracy, e0.accuracy - 0.05);
+
+  // Saved and loaded: the same decisions, the model view and coverage included.
+  const std::string path = tmp_path("router-evidence.json");
+  r.evidence_coverage = 0.7;
+  r.save(path);
+  const Router back = Router::load(path);
+  EXPECT_EQ(back.evidence_coverage, 0.7);
+  for (int i = 0; i < 10; ++i) {
+    const Outcome o = evidence_row("reload" + std::to_string(i), i % 2 == 0);
+    const RouteDecision a = r.decide(o.signals), b = back.decide(o.signals);
+    EXPECT_EQ(a.model, b.model);
+    EXPECT_EQ(a.context_bin, b.context_bin);
+    EXPECT_EQ(a.retrieval, b.retrieval);
+  }
 }
 
 TEST(RouterTraining, DivergingRunIsAnErrorAndKeepsTheParameters) {
@@ -1058,6 +1148,32 @@ TEST(RouterData, FrontierKeepsModelsWithoutQualityRecords) {
   EXPECT_TRUE(no_rows.dropped.empty());
 }
 
+// The evidence file format: settings rows load as model-free trials on the ladder's bins.
+TEST(RouterData, EvidenceRowsLoadAsModelFreeSettings) {
+  const std::string models = R"([{"name": "small"}, {"name": "big"}])";
+  const std::string row =
+      R"({"id": "q1", "query": "what is lisp", "task": "qa", "retrieval_signals": {"scores": [0.9, 0.5],)"
+      R"( "embeddings": [[1, 0], [0, 1]], "attention_entropy": 1.5, "graph_depth": 2, "search_agreement": 0.4},)"
+      R"( "settings": [{"retrieval": "hybrid", "context_tokens": 256, "quality": 0.5, "tokens": 200},)"
+      R"( {"retrieval": "none", "context_tokens": 128, "quality": 0}]})";
+  const std::string dir = outcome_dir("router-data-evidence", models, row + "\n");
+  const auto rows = load_outcomes(dir + "/train.jsonl", load_ladder(dir));
+  ASSERT_EQ(rows.size(), 1u);
+  const Outcome& o = rows[0];
+  EXPECT_EQ(o.task, "qa");
+  EXPECT_EQ(o.signals.retrieval.scores, (std::vector<float>{0.9f, 0.5f}));
+  EXPECT_EQ(o.signals.retrieval.embeddings.size(), 2u);
+  EXPECT_EQ(o.signals.retrieval.graph_depth, 2);
+  EXPECT_DOUBLE_EQ(o.signals.retrieval.search_agreement, 0.4);
+  ASSERT_EQ(o.trials.size(), 2u);
+  EXPECT_EQ(o.trials[0].model, kAnyModel);
+  EXPECT_EQ(o.trials[0].context_bin, 1);  // 256 is the second of the default bins
+  EXPECT_EQ(o.trials[0].retrieval, 2);
+  EXPECT_EQ(o.trials[0].context_tokens, 200);
+  EXPECT_EQ(o.trials[1].retrieval, 0);
+  EXPECT_TRUE(std::isnan(o.trials[1].context_tokens));
+}
+
 TEST(RouterData, MalformedRowsNameTheFileAndLine) {
   const std::string models = R"([{"name": "small"}, {"name": "big"}])";
   const std::string ok =
@@ -1077,6 +1193,12 @@ TEST(RouterData, MalformedRowsNameTheFileAndLine) {
       {R"({"query": 7, "outcomes": {}})", "query"},
       {R"({"query": "x"})", "outcomes"},
       {R"({"query": "x", "outcomes": {"small": {"quality": 1})", "JSON"},
+      {R"({"query": "x", "settings": {}})", "settings"},
+      {R"({"query": "x", "settings": [{"retrieval": "dense", "context_tokens": 300, "quality": 1}]})", "context bins"},
+      {R"({"query": "x", "settings": [{"retrieval": "graph", "context_tokens": 128, "quality": 1}]})", "graph"},
+      {R"({"query": "x", "settings": [{"retrieval": "dense", "context_tokens": 128, "quality": 2}]})", "[0, 1]"},
+      {R"({"query": "x", "settings": [{"retrieval": "dense", "quality": 1}]})", "context_tokens"},
+      {R"({"query": "x", "settings": [], "retrieval_signals": {"scores": [1, "a"]}})", "retrieval_signals.scores"},
       {R"([1, 2])", "JSON"},
   };
   for (const auto& [row, says] : cases) {
