@@ -28,7 +28,8 @@ if [[ -d $router_data ]]; then
     scripts/make-evidence.sh build/evidence >/dev/null
     $ruvllm router train --data $router_data --evidence build/evidence/evidence-train.jsonl \
       --out $demo/router.json >/dev/null
-    $ruvllm router calibrate --data $router_data --model $demo/router.json --largest-share 0.34 2>/dev/null | tail -1
+    $ruvllm router calibrate --data $router_data --model $demo/router.json --largest-share 0.34 \
+      --evidence build/evidence/evidence-calibrate.jsonl 2>/dev/null | grep -E '^(threshold|evidence coverage)'
   fi
   router_toml='file = "router.json"
 

@@ -3,7 +3,8 @@
 # retrieval heads"): HotpotQA's and Cranfield's labelled questions asked of a memory holding their
 # own corpus, and of the other set's memory (questions whose evidence the memory does not hold).
 # Every row records how much of the question's gold evidence the pipeline's context holds under
-# each retrieval strategy and context bin. Odd lines of each question file train, even lines test.
+# each retrieval strategy and context bin. Of each question file, odd lines train, lines 2, 6, 10, …
+# calibrate (`router calibrate --evidence`) and lines 4, 8, 12, … test.
 #
 # Usage: scripts/make-evidence.sh [out-dir]    (default build/evidence; ~1 min)
 # Needs ../shared/data, build/release/src/ruvllm and build/models/lfm2-350m-q4_0.gguf (its
@@ -33,9 +34,10 @@ for set in hotpotqa cranfield; do
     touch "$mem/ready"
   fi
   awk 'NR % 2 == 1' "${questions[$set]}" > "$out/$set-train.questions.jsonl"
-  awk 'NR % 2 == 0' "${questions[$set]}" > "$out/$set-test.questions.jsonl"
+  awk 'NR % 4 == 2' "${questions[$set]}" > "$out/$set-calibrate.questions.jsonl"
+  awk 'NR % 4 == 0' "${questions[$set]}" > "$out/$set-test.questions.jsonl"
 done
-for split in train test; do
+for split in train calibrate test; do
   : > "$out/evidence-$split.jsonl"
   for q in hotpotqa cranfield; do
     for mem in hotpotqa cranfield; do
@@ -45,4 +47,4 @@ for split in train test; do
     done
   done
 done
-wc -l "$out"/evidence-{train,test}.jsonl
+wc -l "$out"/evidence-{train,calibrate,test}.jsonl

@@ -450,7 +450,34 @@ struct CalibrateOptions {
   DataOptions data;
   std::string model, split = "train";
   double share = 0.5;
+  std::vector<std::string> evidence;
 };
+
+// Mean evidence share of the router's contexts on evidence rows at a coverage, and of the naive
+// flow's (dense retrieval at the 1,024-token bin, else the largest).
+std::pair<double, double> evidence_recall(router::Router& r, const std::vector<router::Outcome>& rows,
+                                          double coverage) {
+  const auto& bins = r.ladder().context_bins;
+  int naive_bin = static_cast<int>(bins.size()) - 1;
+  for (int b = 0; b < static_cast<int>(bins.size()); ++b)
+    if (bins[b] == 1024) naive_bin = b;
+  r.evidence_coverage = coverage;
+  double mine = 0, naive = 0, n = 0;
+  for (const auto& o : rows) {
+    const auto d = r.decide(r.features(o.signals));
+    const int bin = d.retrieval == router::Retrieval::none ? 0 : static_cast<int>(d.context_bin);
+    bool any = false;
+    for (const auto& t : o.trials) {
+      if (t.model != router::kAnyModel) continue;
+      any = true;
+      if (t.context_bin == bin && t.retrieval == static_cast<int>(d.retrieval)) mine += t.quality;
+      if (t.context_bin == naive_bin && t.retrieval == static_cast<int>(router::Retrieval::dense)) naive += t.quality;
+    }
+    n += any;
+  }
+  if (n == 0) throw std::runtime_error("no evidence rows in the --evidence files");
+  return {mine / n, naive / n};
+}
 
 void calibrate(const CalibrateOptions& o) {
   const auto embedder = open_embedder(o.data);
@@ -458,9 +485,28 @@ void calibrate(const CalibrateOptions& o) {
   const auto reference = load_split(o.data, r.ladder(), o.split, *embedder);
   const double before = r.threshold;
   r.threshold = router::calibrate(r, reference, o.share);
+  std::printf("threshold %.6f -> %.6f: %.1f %% of %s queries go to %s\n", before, r.threshold, 100 * o.share,
+              o.split.c_str(), r.ladder().models.back().c_str());
+  if (!o.evidence.empty()) {
+    // The context heads' operating point: the smallest coverage whose contexts hold at least the
+    // evidence the naive flow's do (RouteLLM's calibration, with "the same quality as the baseline"
+    // as the target instead of a share of calls).
+    const auto rows = load_evidence(o.evidence, r.ladder(), *embedder);
+    double chosen = 0.95;
+    for (int step = 6; step <= 19; ++step) {
+      const double c = step / 20.0;  // the double nearest the printed value
+      const auto [mine, naive] = evidence_recall(r, rows, c);
+      std::printf("  coverage %.2f: evidence %.3f (naive %.3f)\n", c, mine, naive);
+      if (mine >= naive) {
+        chosen = c;
+        break;
+      }
+    }
+    r.evidence_coverage = chosen;
+    std::printf("evidence coverage %.2f: the smallest whose contexts hold the naive flow's evidence\n", chosen);
+  }
   r.save(o.model);
-  std::printf("threshold %.6f -> %.6f: %.1f %% of %s queries go to %s; wrote %s\n", before, r.threshold, 100 * o.share,
-              o.split.c_str(), r.ladder().models.back().c_str(), o.model.c_str());
+  std::printf("wrote %s\n", o.model.c_str());
 }
 
 struct InspectOptions {
@@ -568,6 +614,9 @@ void add_router_commands(CLI::App& app) {
   cal_cmd->add_option("--model", c->model, "Router file (rewritten with the new threshold)")->required();
   cal_cmd->add_option("--split", c->split, "Reference outcome file")->capture_default_str();
   cal_cmd->add_option("--largest-share", c->share, "Target share of calls to the largest model")->capture_default_str();
+  cal_cmd->add_option("--evidence", c->evidence,
+                      "Evidence rows: also set the evidence coverage to the smallest whose contexts hold the naive "
+                      "flow's evidence");
   cal_cmd->callback([c] { calibrate(*c); });
 
   auto i = std::make_shared<InspectOptions>();

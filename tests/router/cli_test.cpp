@@ -199,6 +199,48 @@ TEST(RouterCli, EvidenceRowsTrainAndEvaluateTheContextHeads) {
     if (name.starts_with("label")) EXPECT_EQ(p["exact"], 1.0);
     if (name.starts_with("smallest")) EXPECT_EQ(p["recall"], 0.0);
   }
+  // Calibration: the smallest coverage on the grid whose contexts hold the naive flow's evidence.
+  const auto cal =
+      test::run("router calibrate --data " + data + " --model " + model + " --evidence " + dir + "/evidence.jsonl");
+  ASSERT_EQ(cal.status, 0) << cal.out;
+  const auto at = cal.out.find("evidence coverage ");
+  ASSERT_NE(at, std::string::npos) << cal.out;
+  const double coverage = std::stod(cal.out.substr(at + 18));
+  EXPECT_EQ(Router::load(model).evidence_coverage, coverage);
+  {
+    Router r = Router::load(model);
+    auto rows = load_outcomes(dir + "/evidence.jsonl", r.ladder());
+    const auto embedder = embed::open_word_vectors();
+    for (auto& o : rows) {
+      const auto e = embedder->embed(o.signals.query.text);
+      o.signals.query.embedding = e.vector;
+      o.signals.query.tokens = e.tokens;
+      o.signals.query.known_tokens = e.known;
+    }
+    // Recomputed by hand: the chosen coverage reaches the naive flow's evidence, the step below does not.
+    auto recall = [&](double c) {
+      r.evidence_coverage = c;
+      double mine = 0, naive = 0;
+      for (const auto& o : rows) {
+        const auto d = r.decide(o.signals);
+        for (const auto& t : o.trials) {
+          if (t.retrieval == static_cast<int>(d.retrieval) &&
+              (d.retrieval == Retrieval::none ? t.context_bin == 0 : t.context_bin == static_cast<int>(d.context_bin)))
+            mine += t.quality;
+          if (t.retrieval == 1 && r.ladder().context_bins[t.context_bin] == 1024) naive += t.quality;
+        }
+      }
+      return std::pair(mine, naive);
+    };
+    if (coverage < 0.95) {
+      const auto [mine, naive] = recall(coverage);
+      EXPECT_GE(mine, naive - 1e-9);
+    }
+    if (coverage > 0.3 + 1e-9) {
+      const auto [mine, naive] = recall(coverage - 0.05);
+      EXPECT_LT(mine, naive);
+    }
+  }
   const auto bad = test::run("router evidence -c " + dir + "/ruvllm.toml --questions " + dir + "/corpus.jsonl --out " +
                              dir + "/bad.jsonl");
   EXPECT_NE(bad.status, 0);
