@@ -18,7 +18,7 @@ namespace ruvllm::bench {
 namespace {
 
 struct RouterBenchOptions {
-  std::string model, data, split = "test", out = "build/bench/router", words;
+  std::string model, data, split = "test", out = "build/bench/router", words, evidence;
   std::size_t queries = 256;
   double min_time = 0.5;
 };
@@ -63,6 +63,26 @@ void run(const RouterBenchOptions& o) {
     signals.push_back(std::move(s));
   }
   const std::size_t n = features.size();
+  // Requests with retrieval signals (evidence rows): the context heads read them, and a router
+  // with a model view runs the cell a second time for the model head.
+  std::vector<router::FeatureVector> with_retrieval;
+  if (!o.evidence.empty()) {
+    for (auto& out : router::load_outcomes(o.evidence, as_float->ladder())) {
+      auto s = out.signals;
+      s.query = pipeline::query_signals(*embedder, s.query.text);
+      with_retrieval.push_back(as_float->features(s));
+      if (with_retrieval.size() == o.queries) break;
+    }
+    const std::size_t m = with_retrieval.size();
+    benchmark::RegisterBenchmark("decide with retrieval signals, float32", [&, m](benchmark::State& st) {
+      std::size_t i = 0;
+      for (auto _ : st) benchmark::DoNotOptimize(as_float->decide(with_retrieval[i++ % m]));
+    });
+    benchmark::RegisterBenchmark("decide with retrieval signals, int8 (fused)", [&, m](benchmark::State& st) {
+      std::size_t i = 0;
+      for (auto _ : st) benchmark::DoNotOptimize(as_int8->decide(with_retrieval[i++ % m]));
+    });
+  }
   benchmark::RegisterBenchmark("decide, float32", [&](benchmark::State& st) {
     std::size_t i = 0;
     for (auto _ : st) benchmark::DoNotOptimize(as_float->decide(features[i++ % n]));
@@ -135,6 +155,8 @@ void add_bench_router(CLI::App& bench) {
   cmd->add_option("--queries", o->queries, "Queries cycled through")->capture_default_str();
   cmd->add_option("--min-time", o->min_time, "Seconds per benchmark row")->capture_default_str();
   cmd->add_option("--words", o->words, "Word-vector table (default: the GloVe table)");
+  cmd->add_option("--evidence", o->evidence,
+                  "Evidence rows (router evidence): also time decisions with retrieval signals");
   cmd->add_option("--out", o->out, "Folder for the JSON and markdown report")->capture_default_str();
   cmd->callback([o] { run(*o); });
 }

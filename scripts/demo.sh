@@ -24,12 +24,22 @@ if [[ -d $router_data ]]; then
   echo "      (calibrated to send 34 % of queries up: the share at which it recovers half of the quality gap"
   echo "      between the two on RouteLLM's test split, CPT(50 %) = 0.34); its context and retrieval heads"
   echo "      learn from evidence rows: how much of HotpotQA's and Cranfield's gold evidence each context holds"
-  if [[ ! -f $demo/router.json ]] || ! grep -q '"heads_trained":{"context":true' $demo/router.json; then
-    scripts/make-evidence.sh build/evidence >/dev/null
-    $ruvllm router train --data $router_data --evidence build/evidence/evidence-train.jsonl \
-      --out $demo/router.json >/dev/null
-    $ruvllm router calibrate --data $router_data --model $demo/router.json --largest-share 0.34 \
-      --evidence build/evidence/evidence-calibrate.jsonl 2>/dev/null | grep -E '^(threshold|evidence coverage)'
+  evidence=yes
+  [[ -d ../shared/data/qa/hotpotqa-100 && -d ../shared/data/ir/cranfield ]] || evidence=no
+  if [[ ! -f $demo/router.json ]] ||
+     { [[ $evidence == yes ]] && ! grep -q '"heads_trained":{"context":true' $demo/router.json; }; then
+    if [[ $evidence == yes ]]; then
+      scripts/make-evidence.sh build/evidence >/dev/null
+      $ruvllm router train --data $router_data --evidence build/evidence/evidence-train.jsonl \
+        --out $demo/router.json >/dev/null
+      $ruvllm router calibrate --data $router_data --model $demo/router.json --largest-share 0.34 \
+        --evidence build/evidence/evidence-calibrate.jsonl 2>/dev/null | grep -E '^(threshold|evidence coverage)'
+    else
+      echo "      (../shared/data/qa or ir is absent: the context heads stay untrained, every context at full size)"
+      $ruvllm router train --data $router_data --out $demo/router.json >/dev/null
+      $ruvllm router calibrate --data $router_data --model $demo/router.json --largest-share 0.34 2>/dev/null |
+        grep -E '^threshold'
+    fi
   fi
   router_toml='file = "router.json"
 

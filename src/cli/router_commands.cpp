@@ -348,7 +348,10 @@ void eval(const EvalOptions& o) {
         std::to_string(as_float->weight_bytes()) + " float32); file " +
         std::to_string(json["file_bytes"].get<uint64_t>()) + " bytes with the feature fit.\n";
   if (!o.evidence.empty()) {
-    if (std::isfinite(o.coverage)) as_int8->evidence_coverage = o.coverage;
+    if (std::isfinite(o.coverage)) {
+      if (!(o.coverage > 0 && o.coverage <= 1)) throw std::runtime_error("--evidence-coverage must be in (0, 1]");
+      as_int8->evidence_coverage = o.coverage;
+    }
     md += evidence_table(*as_int8, load_evidence(o.evidence, ladder, *embedder), json);
   }
   std::string name = std::filesystem::path(o.data.data).filename().string();
@@ -466,12 +469,16 @@ std::pair<double, double> evidence_recall(router::Router& r, const std::vector<r
   for (const auto& o : rows) {
     const auto d = r.decide(r.features(o.signals));
     const int bin = d.retrieval == router::Retrieval::none ? 0 : static_cast<int>(d.context_bin);
-    bool any = false;
+    bool any = false, got_mine = false, got_naive = false;
     for (const auto& t : o.trials) {
       if (t.model != router::kAnyModel) continue;
       any = true;
-      if (t.context_bin == bin && t.retrieval == static_cast<int>(d.retrieval)) mine += t.quality;
-      if (t.context_bin == naive_bin && t.retrieval == static_cast<int>(router::Retrieval::dense)) naive += t.quality;
+      if (t.context_bin == bin && t.retrieval == static_cast<int>(d.retrieval)) mine += t.quality, got_mine = true;
+      if (t.context_bin == naive_bin && t.retrieval == static_cast<int>(router::Retrieval::dense))
+        naive += t.quality, got_naive = true;
+    }
+    if (any && !(got_mine && got_naive)) {
+      throw std::runtime_error("evidence row " + o.id + " lacks a setting the router or the naive flow would use");
     }
     n += any;
   }
@@ -492,18 +499,20 @@ void calibrate(const CalibrateOptions& o) {
     // evidence the naive flow's do (RouteLLM's calibration, with "the same quality as the baseline"
     // as the target instead of a share of calls).
     const auto rows = load_evidence(o.evidence, r.ladder(), *embedder);
-    double chosen = 0.95;
-    for (int step = 6; step <= 19; ++step) {
+    double chosen = 0;
+    for (int step = 6; step <= 19 && chosen == 0; ++step) {
       const double c = step / 20.0;  // the double nearest the printed value
       const auto [mine, naive] = evidence_recall(r, rows, c);
       std::printf("  coverage %.2f: evidence %.3f (naive %.3f)\n", c, mine, naive);
-      if (mine >= naive) {
-        chosen = c;
-        break;
-      }
+      if (mine >= naive) chosen = c;
+    }
+    if (chosen > 0) {
+      std::printf("evidence coverage %.2f: the smallest whose contexts hold the naive flow's evidence\n", chosen);
+    } else {
+      chosen = 0.95;
+      std::printf("evidence coverage 0.95: no coverage up to 0.95 holds the naive flow's evidence on these rows\n");
     }
     r.evidence_coverage = chosen;
-    std::printf("evidence coverage %.2f: the smallest whose contexts hold the naive flow's evidence\n", chosen);
   }
   r.save(o.model);
   std::printf("wrote %s\n", o.model.c_str());

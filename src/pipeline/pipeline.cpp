@@ -174,10 +174,13 @@ struct Candidates {
   std::deque<memory::Node> owned;         // dense/hybrid hits outside the subgraph, read from the store
 };
 
-// The context candidates a retrieval strategy gives: none; the dense hits (≤ want); the fused hits
+// The context candidates a retrieval strategy gives: none; the dense top-`want` (the naive flow's
+// search: its own, since a dense hit need not be among the fused candidates); the fused hits
 // (≤ want); or every subgraph node with its graph score (the context builder cuts to max_docs).
+// `r.search` is that dense search already when the flow is naive.
 Candidates gather(const memory::Memory& memory, const Retrieved& r, const std::vector<double>& scores,
-                  router::Retrieval strategy, std::size_t want) {
+                  router::Retrieval strategy, std::size_t want, const std::string& query,
+                  const std::vector<float>& query_vector, bool search_is_dense) {
   Candidates out;
   auto add = [&](const memory::Node& n, double score) {
     out.candidates.push_back({n.text, std::string(memory::to_string(n.type)), "", score});
@@ -195,12 +198,18 @@ Candidates gather(const memory::Memory& memory, const Retrieved& r, const std::v
   switch (strategy) {
     case router::Retrieval::none: break;
     case router::Retrieval::dense: {
-      std::vector<const memory::Hit*> dense;
-      for (const auto& h : r.search.hits)
-        if (h.dense_rank >= 0) dense.push_back(&h);
-      std::sort(dense.begin(), dense.end(), [](auto* a, auto* b) { return a->dense_rank < b->dense_rank; });
-      for (std::size_t i = 0; i < dense.size() && out.candidates.size() < want; ++i)
-        if (const memory::Node* n = node_of(dense[i]->id)) add(*n, dense[i]->similarity);
+      memory::SearchResult own;
+      if (!search_is_dense && !query_vector.empty() && want > 0) {
+        memory::SearchQuery sq;
+        sq.text = query;
+        sq.vector = query_vector;
+        sq.k = want;
+        sq.mode = memory::SearchMode::dense;
+        own = memory.search(sq);
+      }
+      const auto& hits = search_is_dense ? r.search.hits : own.hits;
+      for (std::size_t i = 0; i < hits.size() && out.candidates.size() < want; ++i)
+        if (const memory::Node* n = node_of(hits[i].id)) add(*n, hits[i].similarity);
       break;
     }
     case router::Retrieval::hybrid:
@@ -599,7 +608,8 @@ Response Pipeline::run(Request req) {
   s.engine->load(out.model);                 // the first request to a model pays its load here, inside "llm"
   const int64_t load_us = micros_since(t);
   t = Clock::now();
-  Candidates cand = gather(*s.memory, r, scores, naive ? router::Retrieval::dense : out.decision.retrieval, c.max_docs);
+  Candidates cand = gather(*s.memory, r, scores, naive ? router::Retrieval::dense : out.decision.retrieval, c.max_docs,
+                           req.query, e.vector, naive);
   auto& blocks = cand.blocks;
   out.retrieved = r.search.hits.size();
   {
@@ -795,7 +805,7 @@ Pipeline::Evidence Pipeline::evidence(const LabelledQuestion& question, const st
   s.engine->load(c.default_model);
   for (int k = 0; k < 4; ++k) {
     const auto strategy = static_cast<router::Retrieval>(k);
-    const Candidates cand = gather(*s.memory, r, sc.score, strategy, c.max_docs);
+    const Candidates cand = gather(*s.memory, r, sc.score, strategy, c.max_docs, question.text, e.vector, false);
     for (const int bin : context_bins) {
       attention::ContextParams cp;
       cp.max_docs = c.max_docs;

@@ -43,7 +43,8 @@ RetrievalSignals retrieval_signals(const nlohmann::json& j, Fail&& fail) {
     if (!a.is_array()) fail(std::string(what) + " must be an array of numbers");
     std::vector<float> v;
     for (const auto& x : a) {
-      if (!x.is_number() || !std::isfinite(x.get<double>())) fail(std::string(what) + " must hold finite numbers");
+      if (!x.is_number() || !(std::fabs(x.get<double>()) <= 3.4e38))
+        fail(std::string(what) + " must hold finite numbers");
       v.push_back(x.get<float>());
     }
     return v;
@@ -60,11 +61,15 @@ RetrievalSignals retrieval_signals(const nlohmann::json& j, Fail&& fail) {
       fail(std::string("retrieval_signals.") + key + " must be a finite number");
     into = j[key].get<double>();
   };
-  double depth = 0;
   number("attention_entropy", r.attention_entropy);
   number("search_agreement", r.search_agreement);
-  number("graph_depth", depth);
-  r.graph_depth = static_cast<int>(depth);
+  if (j.contains("graph_depth")) {
+    if (!j["graph_depth"].is_number_integer() || j["graph_depth"].get<int64_t>() < 0 ||
+        j["graph_depth"].get<int64_t>() > 1000) {
+      fail("retrieval_signals.graph_depth must be a whole number in [0, 1000]");
+    }
+    r.graph_depth = static_cast<int>(j["graph_depth"].get<int64_t>());
+  }
   return r;
 }
 

@@ -366,9 +366,23 @@ Labels make_labels(const Outcome& o, const Ladder& ladder, const TrainParams& p)
       if (std::isfinite(t.top_p)) y.top_p = t.top_p;
     }
   }
-  if (own_ctx >= 0) y.context = own_ctx;
-  if (own_ret >= 0) y.retrieval = own_ret;
+  if (own_ctx >= 0 || own_ret >= 0) {  // both from one source: the model's own trials over evidence rows
+    y.context = own_ctx;
+    y.retrieval = own_ret;
+  }
   return y;
+}
+
+// Evidence rows are few beside the model rows (hundreds of labelled questions against thousands of
+// outcome records): weighted so that they carry `share` of the loss.
+void weigh_evidence(std::vector<Labels>& Y, double share) {
+  if (!(share >= 0 && share < 1)) throw Error("router: evidence_share must be in [0, 1)");
+  const auto with_model = std::count_if(Y.begin(), Y.end(), [](const Labels& y) { return y.model >= 0; });
+  const auto evidence = static_cast<std::ptrdiff_t>(Y.size()) - with_model;
+  if (evidence == 0 || with_model == 0) return;
+  const double w = share / (1 - share) * static_cast<double>(with_model) / static_cast<double>(evidence);
+  for (Labels& y : Y)
+    if (y.model < 0) y.weight = w;
 }
 
 int utility_label(const Outcome& outcome, const Ladder& ladder, double lambda_latency, double mu_cost) {
@@ -425,6 +439,7 @@ double Router::loss(const std::vector<Outcome>& outcomes, const TrainParams& par
     X.push_back(normalise(fit, impl_->fitted ? raw_features(fit, outcomes[i].signals) : raw[i]));
     Y.push_back(y);
   }
+  weigh_evidence(Y, params.evidence_share);  // the objective train() minimises
   if (X.empty()) throw Error("router: no outcome has a trial of a ladder model");
   std::vector<std::size_t> order(X.size());
   std::iota(order.begin(), order.end(), 0);
@@ -456,14 +471,7 @@ TrainReport Router::train(const std::vector<Outcome>& outcomes, const TrainParam
   }
   const auto with_model = std::count_if(Y.begin(), Y.end(), [](const Labels& y) { return y.model >= 0; });
   if (with_model == 0) throw Error("router: no training outcome has a trial of a ladder model");
-  // Evidence rows are few beside the model rows (hundreds of labelled questions against thousands
-  // of outcome records): weighted so that they carry evidence_share of the loss.
-  if (const auto evidence = static_cast<std::ptrdiff_t>(Y.size()) - with_model; evidence > 0) {
-    const double w = std::max(1.0, p.evidence_share / (1 - p.evidence_share) * static_cast<double>(with_model) /
-                                       static_cast<double>(evidence));
-    for (Labels& y : Y)
-      if (y.model < 0) y.weight = w;
-  }
+  weigh_evidence(Y, p.evidence_share);
   std::vector<double> th = theta_;
   {  // the model head starts at the label prior
     std::vector<double> count(L.N, 1.0);

@@ -64,6 +64,7 @@ struct Labels {
   bool labelled() const { return model >= 0 || context >= 0 || retrieval >= 0; }
 };
 Labels make_labels(const Outcome& o, const Ladder& ladder, const TrainParams& p);
+void weigh_evidence(std::vector<Labels>& Y, double share);
 
 struct Router::Impl {
   FeatureFit fit;

@@ -82,6 +82,7 @@ void Router::save(const std::string& path) const {
       {"hidden", shape_.hidden}, {"rank_w", shape_.rank_w}, {"rank_u", shape_.rank_u}, {"steps", shape_.steps}};
   j["threshold"] = threshold;
   j["confidence_floor"] = confidence_floor;
+  if (!(evidence_coverage > 0 && evidence_coverage <= 1)) throw Error("router: evidence_coverage must be in (0, 1]");
   j["evidence_coverage"] = evidence_coverage;
   j["quantized"] = quantized_;
   j["heads_trained"] = {{"context", impl_->context_trained},
