@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "progress.h"
+#include "questions.h"
 #include "ruvllm/attention.h"
 #include "ruvllm/pipeline.h"
 #include "store.h"
@@ -28,30 +29,9 @@ struct TrainOptions {
   attention::AttentionShape shape;
 };
 
-// Questions in the schema of ../shared/data/qa: {"id", "question", "supporting": [corpus ids]}.
 std::vector<pipeline::LabelledQuestion> read_questions(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read the questions file " + path);
   std::vector<pipeline::LabelledQuestion> out;
-  std::size_t line_no = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    auto fail = [&](const std::string& why) {
-      throw std::runtime_error(path + ":" + std::to_string(line_no) + ": " + why);
-    };
-    if (!j.is_object()) fail("not a JSON object");
-    if (!j.contains("question") || !j["question"].is_string()) fail("\"question\" must be a string");
-    if (!j.contains("supporting") || !j["supporting"].is_array()) fail("\"supporting\" must be an array of ids");
-    pipeline::LabelledQuestion q{j["question"], {}};
-    for (const auto& s : j["supporting"]) {
-      if (!s.is_string()) fail("\"supporting\" must hold strings");
-      q.gold_sources.push_back(s);
-    }
-    out.push_back(std::move(q));
-  }
-  if (out.empty()) throw std::runtime_error(path + ": no questions");
+  for (auto& [id, q] : read_labelled_questions(path)) out.push_back(std::move(q));
   return out;
 }
 
