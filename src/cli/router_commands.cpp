@@ -169,6 +169,13 @@ std::string fmt(double v, const char* f = "%.3f") {
   return b;
 }
 
+// The bin of the naive flow's context: 1,024 tokens (context.max_tokens' default, the budget the
+// naive flow fills), else the largest bin.
+int naive_bin(const std::vector<int>& bins) {
+  const auto at = std::find(bins.begin(), bins.end(), 1024);
+  return static_cast<int>((at != bins.end() ? at : bins.end() - 1) - bins.begin());
+}
+
 // The context and retrieval heads on held-out evidence rows: the evidence (share of the gold
 // sources) each policy's context holds and its size, against fixed settings and the label.
 std::string evidence_table(const router::Router& r, const std::vector<router::Outcome>& rows, nlohmann::json& json) {
@@ -178,10 +185,7 @@ std::string evidence_table(const router::Router& r, const std::vector<router::Ou
     std::function<std::pair<int, int>(const router::Outcome&)> pick;  // (bin, retrieval)
     double recall = 0, tokens = 0, none = 0, exact = 0;
   };
-  const int largest = static_cast<int>(bins.size()) - 1;
-  int naive_bin = largest;
-  for (int b = 0; b <= largest; ++b)
-    if (bins[b] == 1024) naive_bin = b;
+  const int largest = static_cast<int>(bins.size()) - 1, naive = naive_bin(bins);
   router::TrainParams tp;
   auto label = [&](const router::Outcome& o) {
     router::Outcome only = o;  // the label over the model-free settings alone
@@ -202,8 +206,8 @@ std::string evidence_table(const router::Router& r, const std::vector<router::Ou
          return std::pair(static_cast<int>(d.context_bin), static_cast<int>(d.retrieval));
        }},
       {"untrained default: hybrid + graph, largest bin", [&](const router::Outcome&) { return std::pair(largest, 3); }},
-      {"naive: dense, " + std::to_string(bins[naive_bin]) + " tokens",
-       [&](const router::Outcome&) { return std::pair(naive_bin, 1); }},
+      {"naive: dense, " + std::to_string(bins[naive]) + " tokens",
+       [&](const router::Outcome&) { return std::pair(naive, 1); }},
       {"smallest: no context", [&](const router::Outcome&) { return std::pair(0, 0); }},
       {"label (cheapest within ε of the best)", label}};
   std::size_t n = 0;
@@ -415,13 +419,10 @@ struct CalibrateOptions {
 };
 
 // Mean evidence share of the router's contexts on evidence rows at a coverage, and of the naive
-// flow's (dense retrieval at the 1,024-token bin, else the largest).
+// flow's (its dense search at naive_bin).
 std::pair<double, double> evidence_recall(router::Router& r, const std::vector<router::Outcome>& rows,
                                           double coverage) {
-  const auto& bins = r.ladder().context_bins;
-  int naive_bin = static_cast<int>(bins.size()) - 1;
-  for (int b = 0; b < static_cast<int>(bins.size()); ++b)
-    if (bins[b] == 1024) naive_bin = b;
+  const int naive_at = naive_bin(r.ladder().context_bins);
   r.evidence_coverage = coverage;
   double mine = 0, naive = 0, n = 0;
   for (const auto& o : rows) {
@@ -432,7 +433,7 @@ std::pair<double, double> evidence_recall(router::Router& r, const std::vector<r
       if (t.model != router::kAnyModel) continue;
       any = true;
       if (t.context_bin == bin && t.retrieval == static_cast<int>(d.retrieval)) mine += t.quality, got_mine = true;
-      if (t.context_bin == naive_bin && t.retrieval == static_cast<int>(router::Retrieval::dense))
+      if (t.context_bin == naive_at && t.retrieval == static_cast<int>(router::Retrieval::dense))
         naive += t.quality, got_naive = true;
     }
     if (any && !(got_mine && got_naive)) {
