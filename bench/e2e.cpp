@@ -31,6 +31,10 @@ struct E2eOptions {
   int decode_tokens = 128;
   std::size_t decode_requests = 16;  // the decode-bound batching run: requests submitted together
   bool stages_only = false;          // no generation: the non-LLM stages over many queries, quickly
+  // With --stages-only: the smallest model writes this many tokens (a fixed prompt, no retrieval)
+  // before each measured request, so the stages run as they do between generations: on caches the
+  // model's weights have just swept. 0 = back to back.
+  int generate_between = 0;
 };
 
 std::vector<std::string> read_queries(const std::string& path, std::size_t limit) {
@@ -189,15 +193,35 @@ void run_e2e(const E2eOptions& o) {
     }
     json j;
     j["machine"] = machine_info();
-    j["inputs"] = {{"config", o.config}, {"queries", o.queries}, {"n", queries.size()}, {"stages_only", true}};
+    j["inputs"] = {{"config", o.config},
+                   {"queries", o.queries},
+                   {"n", queries.size()},
+                   {"stages_only", true},
+                   {"generate_between", o.generate_between},
+                   {"generate_between_model", smallest}};
     std::ostringstream md;
-    md << "Non-LLM stages only (no generation), " << queries.size() << " queries, P50 / P90 / P99 ms:\n\n"
+    md << "Non-LLM stages only (no generation";
+    if (o.generate_between > 0)
+      md << " for the measured requests; " << smallest << " writes " << o.generate_between << " tokens before each";
+    md << "), " << queries.size() << " queries, P50 / P90 / P99 ms:\n\n"
        << "| stage | naive | routed |\n|---|---|---|\n";
+    if (o.generate_between > 0) p.engine().load(smallest);
+    auto sweep_caches = [&](std::size_t i) {
+      if (o.generate_between <= 0) return;
+      llm::GenerateRequest g;
+      g.prompt = "Note " + std::to_string(i) + ": a compiler translates a program into machine code.";
+      g.max_tokens = o.generate_between;
+      g.ignore_eos = true;
+      g.sampling.seed = static_cast<uint32_t>(i + 1);
+      p.engine().generate(smallest, std::move(g));
+    };
     Run runs[2];
     for (int f = 0; f < 2; ++f)
-      for (const auto& q : queries)
+      for (std::size_t i = 0; i < queries.size(); ++i) {
+        sweep_caches(i);
         runs[f].responses.push_back(
-            p.run(request(q, f ? pipeline::Flow::routed : pipeline::Flow::naive, "auto", 0, false)));
+            p.run(request(queries[i], f ? pipeline::Flow::routed : pipeline::Flow::naive, "auto", 0, false)));
+      }
     const json tables[2] = {stage_table(runs[0].responses), stage_table(runs[1].responses)};
     j["naive"] = tables[0];
     j["routed"] = tables[1];
@@ -371,6 +395,9 @@ void add_bench_e2e(CLI::App& bench) {
   cmd->add_option("--warmup", o->warmup, "queries run before measuring");
   cmd->add_option("--out", o->out, "output folder");
   cmd->add_flag("--stages-only", o->stages_only, "no generation: time the non-LLM stages of both flows");
+  cmd->add_option("--generate-between", o->generate_between,
+                  "with --stages-only: tokens the smallest model writes before each measured request (0 = none)")
+      ->check(CLI::NonNegativeNumber);
   cmd->callback([o] { run_e2e(*o); });
 }
 

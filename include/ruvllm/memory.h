@@ -117,6 +117,10 @@ struct Hit {
 struct SearchResult {
   std::vector<Hit> hits;
   bool query_has_vector = false;  // false: the query text has no known word, dense had nothing to do
+  // The embedding of `text` when the query brought no vector and dense search made one (embed_us):
+  // a hybrid search embeds beside its lexical half, so a caller that needs the vector too gets it
+  // here rather than embedding first.
+  embed::Embedding query_embedding;
   std::size_t dense_candidates = 0, lexical_candidates = 0;
   int64_t embed_us = 0, dense_us = 0, lexical_us = 0, fuse_us = 0;
 };

@@ -40,12 +40,13 @@ struct Retrieved {
   int64_t search_us = 0, expand_us = 0;  // wall time of the two steps
 };
 
-// Embeds the query once, searches, expands the seeds and fills the attention room's input:
+// Embeds the query once (inside the search, beside its lexical half: `search.query_embedding`),
+// searches, expands the seeds and fills the attention room's input:
 // per node its search ranks (overall, lexical, dense; -1 outside the candidates), a rank-derived
 // score 1/(1+rank), depth, type, age and confidence; per edge its relation, weight, confidence and
 // age. Throws memory::Error / embed::Error for bad input (invalid UTF-8, ...).
 Retrieved retrieve(const memory::Memory& memory, const std::string& query, const RetrieveParams& params = {});
-// The same with the query's vector already computed (empty = none): the pipeline embeds once.
+// The same with the query's vector already computed (empty = let the search embed the text).
 Retrieved retrieve(const memory::Memory& memory, const std::string& query, std::vector<float> query_vector,
                    const RetrieveParams& params);
 

@@ -9,12 +9,14 @@
 #include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <shared_mutex>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "ann.h"
+#include "common/sidecar.h"
 #include "common/utf8.h"
 #include "lexical.h"
 #include "sqlite.h"
@@ -97,6 +99,7 @@ std::vector<float> to_floats(std::span<const std::byte> blob) {
 
 // Per-key facts the dense filter needs without a database round trip.
 struct KeyMeta {
+  std::string id;  // so that a search's hits need no statement to name them
   bool live = false;
   uint8_t type = 0;
   uint32_t domain = 0;         // interned; 0 = none
@@ -104,11 +107,17 @@ struct KeyMeta {
   int64_t valid_from = INT64_MIN, valid_to = INT64_MAX;
 };
 
-// "k1,k2,…" for an `IN (…)` of integer keys (SQLite has no array binding without extensions).
-std::string key_list(const std::vector<uint64_t>& keys) {
-  std::string out;
-  for (uint64_t k : keys) out += (out.empty() ? "" : ",") + std::to_string(k);
-  return out;
+// Keys as a JSON array, bound to `IN (SELECT value FROM json_each(?))`: one SQL text for any list,
+// so the statement is prepared once per connection instead of once per list.
+std::string key_array(const std::vector<uint64_t>& keys) {
+  std::string out = "[";
+  char buf[24];
+  for (uint64_t k : keys) {
+    if (out.size() > 1) out += ',';
+    out.append(buf,
+               static_cast<std::size_t>(std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(k))));
+  }
+  return out += ']';
 }
 
 std::size_t file_size(const std::string& path) {
@@ -154,24 +163,29 @@ struct Memory::Impl {
   std::shared_mutex in_flight;
   std::atomic<bool> index_stale{false};
 
-  // The graph's adjacency in RAM (both directions, heaviest then newest first), so that expansion
-  // walks without a statement per node. Derived like key_meta: loaded on open, and every edge
-  // change reloads the lists of the nodes it touched before the writer lock is released.
+  // The graph in RAM: per node its edges (both directions, heaviest then newest first) with every
+  // column but the id, and the ids by edge key, so that expansion walks and returns the edges among
+  // the chosen nodes without a statement (~180 bytes per edge: two 48-byte entries and the id). Derived like key_meta:
+  // loaded on open, and every edge change reloads the lists of the nodes it touched before the writer lock is released.
   struct Adjacent {
     uint64_t other = 0, edge = 0;  // the node at the other end; the edge's key
-    float weight = 0;
     int64_t timestamp_ms = 0;
-    uint32_t rel = 0;  // interned in `relations`
-    bool out = false;  // this node is the edge's source
+    float weight = 0, confidence = 0;
+    uint32_t rel = 0, created_by = 0;  // interned in `graph_names`
+    bool out = false;                  // this node is the edge's source
   };
-  mutable std::shared_mutex graph_mutex;         // guards the two below
-  std::vector<std::vector<Adjacent>> adjacency;  // by node key
-  std::unordered_map<std::string, uint32_t> relations;
+  mutable std::shared_mutex graph_mutex;                  // guards the four below
+  std::vector<std::vector<Adjacent>> adjacency;           // by node key
+  std::vector<std::string> edge_ids;                      // by edge key
+  std::unordered_map<std::string, uint32_t> graph_names;  // relations and creators, interned
+  std::vector<std::string> graph_name_of;                 // and back
 
   mutable std::shared_mutex meta_mutex;  // guards the three below
   std::vector<KeyMeta> key_meta;         // by key
   std::unordered_map<std::string, uint32_t> interned;
   std::mt19937_64 rng{std::random_device{}()};  // UUIDs (under write_mutex)
+  // Runs one half of a search or an expansion beside the other (see common/sidecar.h).
+  mutable common::Sidecar sidecar;
 
   void warn(const std::string& message) const {
     if (params.warn) {
@@ -238,6 +252,11 @@ struct Memory::Impl {
     load_adjacency(db, {});
   }
 
+  void forget_edge_ids(const std::vector<Adjacent>& list) {  // under graph_mutex (exclusive)
+    for (const Adjacent& a : list)
+      if (a.out) edge_ids[a.edge] = std::string();
+  }
+
   // Reloads the adjacency lists of `keys` from the store (all lists when `keys` is empty). Under
   // graph_mutex (exclusive), and under write_mutex once the memory is open.
   void load_adjacency(Db& db, const std::vector<uint64_t>& keys) {
@@ -245,17 +264,25 @@ struct Memory::Impl {
       if (key >= adjacency.size()) adjacency.resize(std::max<std::size_t>(key + 1, adjacency.size() * 3 / 2 + 16));
       return adjacency[key];
     };
-    auto intern_rel = [&](const std::string& rel) {
-      return relations.try_emplace(rel, static_cast<uint32_t>(relations.size())).first->second;
+    auto intern = [&](std::string name) {
+      const auto [it, added] = graph_names.try_emplace(name, static_cast<uint32_t>(graph_name_of.size()));
+      if (added) graph_name_of.push_back(std::move(name));
+      return it->second;
     };
     auto add = [&](uint64_t node, const Statement& s, bool out) {
-      slot(node).push_back(Adjacent{static_cast<uint64_t>(s.integer(out ? 2 : 1)), static_cast<uint64_t>(s.integer(0)),
-                                    static_cast<float>(s.real(4)), s.integer(5), intern_rel(s.text(3)), out});
+      const auto edge = static_cast<uint64_t>(s.integer(0));
+      slot(node).push_back(Adjacent{static_cast<uint64_t>(s.integer(out ? 2 : 1)), edge, s.integer(5),
+                                    static_cast<float>(s.real(4)), static_cast<float>(s.real(7)), intern(s.text(3)),
+                                    intern(s.text(6)), out});
+      if (edge >= edge_ids.size()) edge_ids.resize(std::max<std::size_t>(edge + 1, edge_ids.size() * 3 / 2 + 16));
+      if (out) edge_ids[edge] = s.text(8);
     };
-    constexpr const char* kColumns = "SELECT key, src, dst, rel, weight, timestamp_ms FROM edges";
+    constexpr const char* kColumns =
+        "SELECT key, src, dst, rel, weight, timestamp_ms, created_by, confidence, id FROM edges";
     std::vector<uint64_t> touched;
     if (keys.empty()) {
       adjacency.clear();
+      edge_ids.clear();
       Statement s(db, kColumns);
       while (s.step()) {
         add(static_cast<uint64_t>(s.integer(1)), s, true);
@@ -266,6 +293,7 @@ struct Memory::Impl {
       Statement out(db, std::string(kColumns) + " WHERE src = ?");
       Statement in(db, std::string(kColumns) + " WHERE dst = ?");
       for (uint64_t key : keys) {
+        forget_edge_ids(slot(key));  // the edges that still exist get theirs back below
         slot(key).clear();
         out.bind(1, static_cast<int64_t>(key));
         while (out.step()) add(key, out, true);
@@ -293,6 +321,7 @@ struct Memory::Impl {
     for (uint64_t key : removed) {
       if (key >= adjacency.size()) continue;
       for (const Adjacent& a : adjacency[key]) keys.push_back(a.other);  // its neighbours lose the edges
+      forget_edge_ids(adjacency[key]);
       adjacency[key].clear();
       adjacency[key].shrink_to_fit();
     }
@@ -387,6 +416,7 @@ struct Memory::Impl {
   void set_key_meta(uint64_t key, const Node& node) {  // under meta_mutex (exclusive)
     if (key >= key_meta.size()) key_meta.resize(std::max<std::size_t>(key + 1, key_meta.size() * 3 / 2 + 16));
     KeyMeta& m = key_meta[key];
+    m.id = node.id;
     m.live = true;
     m.type = static_cast<uint8_t>(node.type);
     m.domain = intern(node.domain);
@@ -398,10 +428,11 @@ struct Memory::Impl {
   }
 
   void load_key_meta(Db& db) {
-    Statement s(db, "SELECT key, type, domain, tags, valid_from, valid_to FROM nodes");
+    Statement s(db, "SELECT key, type, domain, tags, valid_from, valid_to, id FROM nodes");
     std::unique_lock lock(meta_mutex);
     while (s.step()) {
       Node n;
+      n.id = s.text(6);
       n.type = parse_node_type(s.text(1));
       n.domain = s.text(2);
       for (const auto& t : nlohmann::json::parse(s.text(3))) n.tags.push_back(t.get<std::string>());
@@ -665,7 +696,9 @@ struct Memory::Impl {
       std::unique_lock lock(meta_mutex);
       for (const auto& [key, node] : pending.added) set_key_meta(key, *node);
       for (uint64_t key : pending.removed) {
-        if (key < key_meta.size()) key_meta[key].live = false;
+        if (key >= key_meta.size()) continue;
+        key_meta[key].live = false;
+        key_meta[key].id = std::string();  // frees it: a removed key never comes back
       }
     }
     if (lexical_index) {
@@ -700,7 +733,8 @@ struct Memory::Impl {
     n.title = s.text(4);
     n.text = s.text(5);
     n.timestamp_ms = s.integer(6);
-    for (const auto& t : nlohmann::json::parse(s.text(7))) n.tags.push_back(t.get<std::string>());
+    if (const std::string tags = s.text(7); tags != "[]")  // most nodes: no tags, no parse
+      for (const auto& t : nlohmann::json::parse(tags)) n.tags.push_back(t.get<std::string>());
     n.domain = s.text(8);
     n.language = s.text(9);
     n.version = static_cast<int>(s.integer(10));
@@ -944,12 +978,13 @@ std::vector<std::string> Memory::add_batch(std::vector<Node> nodes, std::vector<
 
 std::optional<Node> Memory::get(std::string_view id, bool with_vector) const {
   Impl::Reader reader(*impl_);
-  Statement s(*reader, "SELECT " + std::string(Impl::kNodeColumns) + " FROM nodes n WHERE n.id = ?");
+  Statement s(*reader, "SELECT " + std::string(Impl::kNodeColumns) + " FROM nodes n WHERE n.id = ?",
+              Statement::Cached{});
   s.bind(1, id);
   if (!s.step()) return std::nullopt;
   Node n = Impl::read_node(s);
   if (with_vector) {
-    Statement v(*reader, "SELECT data FROM vectors WHERE key = ?");
+    Statement v(*reader, "SELECT data FROM vectors WHERE key = ?", Statement::Cached{});
     v.bind(1, s.integer(0));
     if (v.step()) n.vector = to_floats(v.blob(0));
   }
@@ -1109,6 +1144,17 @@ SearchResult Memory::search(const SearchQuery& query) const {
   if (query.mode == SearchMode::lexical && query.text.empty()) throw Error("lexical search needs query text");
   if (query.text.empty() && query.vector.empty()) throw Error("search needs query text or a vector");
 
+  // Lexical search on the sidecar while this thread embeds and searches the vectors.
+  std::vector<std::tuple<uint64_t, std::string, double>> lexical;
+  auto lexical_search = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    lexical = impl_->lexical(query, query.mode == SearchMode::lexical ? query.k : n);
+    result.lexical_us = micros_since(t0);
+  };
+  const bool run_lexical = want_lexical && !query.text.empty();
+  std::optional<common::Sidecar::Task> lexical_task;
+  if (run_lexical && want_dense) lexical_task.emplace(impl_->sidecar, lexical_search);
+
   std::vector<std::pair<uint64_t, double>> dense;
   if (want_dense) {
     std::vector<float> q = query.vector;
@@ -1116,7 +1162,8 @@ SearchResult Memory::search(const SearchQuery& query) const {
       if (!impl_->params.embedder) throw Error("dense search of text needs an embedder (or pass a vector)");
       const auto t0 = std::chrono::steady_clock::now();
       try {
-        q = impl_->params.embedder->embed(query.text).vector;
+        result.query_embedding = impl_->params.embedder->embed(query.text);
+        q = result.query_embedding.vector;
       } catch (const embed::Error& e) {
         throw Error(std::string("query text: ") + e.what());
       }
@@ -1131,11 +1178,10 @@ SearchResult Memory::search(const SearchQuery& query) const {
       result.dense_us = micros_since(t0);
     }
   }
-  std::vector<std::tuple<uint64_t, std::string, double>> lexical;
-  if (want_lexical && !query.text.empty()) {
-    const auto t0 = std::chrono::steady_clock::now();
-    lexical = impl_->lexical(query, query.mode == SearchMode::lexical ? query.k : n);
-    result.lexical_us = micros_since(t0);
+  if (lexical_task) {
+    lexical_task->get();
+  } else if (run_lexical) {
+    lexical_search();
   }
   result.dense_candidates = dense.size();
   result.lexical_candidates = lexical.size();
@@ -1192,18 +1238,9 @@ SearchResult Memory::search(const SearchQuery& query) const {
                     });
   order.resize(keep);
   {
-    std::vector<uint64_t> keys;  // the hits' ids in one statement
-    std::unordered_map<uint64_t, Fused*> missing;
-    for (auto& [key, f] : order) {
-      if (!f->id.empty()) continue;
-      keys.push_back(key);
-      missing.emplace(key, f);
-    }
-    if (!missing.empty()) {
-      Impl::Reader reader(*impl_);
-      Statement s(*reader, "SELECT key, id FROM nodes WHERE key IN (" + key_list(keys) + ")");
-      while (s.step()) missing.at(static_cast<uint64_t>(s.integer(0)))->id = s.text(1);
-    }
+    std::shared_lock lock(impl_->meta_mutex);  // the ids of the hits kept, from RAM
+    for (auto& [key, f] : order)
+      if (f->id.empty() && key < impl_->key_meta.size() && impl_->key_meta[key].live) f->id = impl_->key_meta[key].id;
   }
   for (auto& [key, f] : order) {
     if (f->id.empty()) continue;  // removed between the index search and the lookup
@@ -1222,7 +1259,7 @@ Subgraph Memory::expand(const std::vector<std::string>& seeds, const ExpandParam
   std::vector<int> depth;
   std::unordered_map<uint64_t, std::size_t> position;
   {
-    Statement key_of(db, "SELECT key FROM nodes WHERE id = ?");
+    Statement key_of(db, "SELECT key FROM nodes WHERE id = ?", Statement::Cached{});
     for (const auto& id : seeds) {
       key_of.bind(1, id);
       if (!key_of.step()) throw Error("expand: unknown seed node " + id);
@@ -1234,14 +1271,14 @@ Subgraph Memory::expand(const std::vector<std::string>& seeds, const ExpandParam
       depth.push_back(0);
     }
   }
-  // The walk and the choice of edges run on the adjacency in RAM; rows come from the store.
-  std::vector<uint64_t> inside;  // keys of the edges between two of the nodes
+  // The walk, and the edges among the nodes it chose, run on the graph in RAM; node rows come from
+  // the store.
   {
     std::shared_lock lock(impl_->graph_mutex);
     const auto& adjacency = impl_->adjacency;
     std::vector<uint32_t> wanted;  // relation filter, interned; an unknown name matches nothing
     for (const auto& r : params.relations)
-      if (auto it = impl_->relations.find(r); it != impl_->relations.end()) wanted.push_back(it->second);
+      if (auto it = impl_->graph_names.find(r); it != impl_->graph_names.end()) wanted.push_back(it->second);
     const bool any_relation = params.relations.empty();
     static const std::vector<Impl::Adjacent> kNone;
     auto neighbours = [&](uint64_t key) -> const std::vector<Impl::Adjacent>& {
@@ -1266,35 +1303,83 @@ Subgraph Memory::expand(const std::vector<std::string>& seeds, const ExpandParam
       }
       frontier_begin = frontier_end;
     }
-    for (uint64_t key : keys)
-      for (const auto& a : neighbours(key))
-        if (a.out && position.count(a.other)) inside.push_back(a.edge);
   }
   Subgraph g;
   g.depth = depth;
   g.nodes.resize(keys.size());
   if (keys.empty()) return g;
-  Statement nodes(db, "SELECT " + std::string(Impl::kNodeColumns) +
-                          ", v.data FROM nodes n LEFT JOIN vectors v ON v.key = n.key WHERE n.key IN (" +
-                          key_list(keys) + ")");
-  while (nodes.step()) {
-    Node n = Impl::read_node(nodes);
-    if (!nodes.is_null(15)) n.vector = to_floats(nodes.blob(15));
-    g.nodes[position.at(static_cast<uint64_t>(nodes.integer(0)))] = std::move(n);
+  // The edges among the chosen nodes are built on the sidecar while this thread reads the node rows
+  // (three strings per edge cost about as much as the rows; see common/sidecar.h). Their ends' ids
+  // come from the node rows once both are in.
+  struct InsideEdge {
+    uint64_t key = 0;
+    Edge edge;
+    std::size_t src = 0, dst = 0;  // positions in `keys`
+  };
+  std::vector<InsideEdge> inside;
+  auto collect_edges = [&] {
+    std::shared_lock lock(impl_->graph_mutex);
+    const auto& adjacency = impl_->adjacency;
+    const auto& names = impl_->graph_name_of;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (keys[i] >= adjacency.size()) continue;
+      for (const auto& a : adjacency[keys[i]]) {
+        if (!a.out) continue;
+        const auto other = position.find(a.other);
+        if (other == position.end()) continue;
+        inside.push_back({a.edge,
+                          Edge{impl_->edge_ids[a.edge],
+                               {},
+                               {},
+                               names[a.rel],
+                               a.weight,
+                               a.timestamp_ms,
+                               names[a.created_by],
+                               a.confidence},
+                          i, other->second});
+      }
+    }
+    std::sort(inside.begin(), inside.end(), [](const InsideEdge& a, const InsideEdge& b) { return a.key < b.key; });
+  };
+  common::Sidecar::Task edge_task(impl_->sidecar, collect_edges);
+  {
+    Statement nodes(db,
+                    "SELECT " + std::string(Impl::kNodeColumns) +
+                        ", v.data FROM nodes n LEFT JOIN vectors v ON v.key = n.key "
+                        "WHERE n.key IN (SELECT value FROM json_each(?))",
+                    Statement::Cached{});
+    nodes.bind(1, key_array(keys));
+    while (nodes.step()) {
+      Node n = Impl::read_node(nodes);
+      if (!nodes.is_null(15)) n.vector = to_floats(nodes.blob(15));
+      g.nodes[position.at(static_cast<uint64_t>(nodes.integer(0)))] = std::move(n);
+    }
   }
-  // The rows of the edges inside, by key; their ends' ids come from the nodes already read.
-  if (inside.empty()) return g;
-  Statement edges(db,
-                  "SELECT e.id, e.src, e.dst, e.rel, e.weight, e.timestamp_ms, e.created_by, e.confidence FROM edges e "
-                  "WHERE e.key IN (" +
-                      key_list(inside) + ") ORDER BY e.key");
-  while (edges.step()) {
-    const auto dst = position.find(static_cast<uint64_t>(edges.integer(2)));
-    if (dst == position.end()) continue;
-    const std::size_t src = position.at(static_cast<uint64_t>(edges.integer(1)));
-    g.edges.push_back(Edge{edges.text(0), g.nodes[src].id, g.nodes[dst->second].id, edges.text(3),
-                           static_cast<float>(edges.real(4)), edges.integer(5), edges.text(6),
-                           static_cast<float>(edges.real(7))});
+  edge_task.get();
+
+  // A node removed after the walk has no row (a stored id is never empty): it leaves the subgraph,
+  // and so do its edges.
+  constexpr std::size_t kGone = SIZE_MAX;
+  std::vector<std::size_t> moved_to(g.nodes.size(), kGone);
+  std::size_t live = 0;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    if (g.nodes[i].id.empty()) continue;
+    moved_to[i] = live;
+    if (live != i) {
+      g.nodes[live] = std::move(g.nodes[i]);
+      g.depth[live] = g.depth[i];
+    }
+    ++live;
+  }
+  g.nodes.resize(live);
+  g.depth.resize(live);
+  g.edges.reserve(inside.size());
+  for (InsideEdge& r : inside) {
+    const std::size_t src = moved_to[r.src], dst = moved_to[r.dst];
+    if (src == kGone || dst == kGone) continue;
+    r.edge.src = g.nodes[src].id;
+    r.edge.dst = g.nodes[dst].id;
+    g.edges.push_back(std::move(r.edge));
   }
   return g;
 }

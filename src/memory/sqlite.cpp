@@ -17,7 +17,10 @@ Db::Db(const std::string& path, bool read_only) {
   sqlite3_busy_timeout(db_, 10000);  // a writer holds the lock for one transaction at most
 }
 
-Db::~Db() { sqlite3_close(db_); }
+Db::~Db() {
+  for (auto& [sql, p] : prepared_) sqlite3_finalize(p.stmt);  // close fails while statements live
+  sqlite3_close(db_);
+}
 
 void Db::exec(std::string_view sql) {
   char* message = nullptr;
@@ -39,7 +42,33 @@ Statement::Statement(Db& db, std::string_view sql) : db_(db) {
   }
 }
 
-Statement::~Statement() { sqlite3_finalize(stmt_); }
+Statement::Statement(Db& db, std::string_view sql, Cached) : db_(db) {
+  auto [it, added] = db.prepared_.try_emplace(std::string(sql));
+  Db::Prepared& p = it->second;
+  if (p.in_use) {  // the same SQL open further up the stack: a private copy
+    if (sqlite3_prepare_v2(db.handle(), sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr) != SQLITE_OK)
+      db.fail("prepare " + std::string(sql.substr(0, 60)));
+    return;
+  }
+  if (!p.stmt && sqlite3_prepare_v3(db.handle(), sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                                    &p.stmt, nullptr) != SQLITE_OK) {
+    db.prepared_.erase(it);
+    db.fail("prepare " + std::string(sql.substr(0, 60)));
+  }
+  p.in_use = true;
+  in_use_ = &p.in_use;
+  stmt_ = p.stmt;
+}
+
+Statement::~Statement() {
+  if (!in_use_) {
+    sqlite3_finalize(stmt_);
+    return;
+  }
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+  *in_use_ = false;
+}
 
 Statement& Statement::bind(int i, int64_t v) {
   if (sqlite3_bind_int64(stmt_, i, v) != SQLITE_OK) db_.fail("bind");

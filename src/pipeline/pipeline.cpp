@@ -548,8 +548,11 @@ Response Pipeline::run(Request req) {
   }
 
   // ---- embed --------------------------------------------------------------------------------
+  // The naive flow's dense search needs the vector first; the routed flow's search embeds the query
+  // itself, beside its lexical half (whose helper thread wakes meanwhile).
   auto t = Clock::now();
-  embed::Embedding e = s.embedder->embed(req.query);
+  embed::Embedding e;
+  if (naive) e = s.embedder->embed(req.query);
   out.times.embed = micros_since(t);
 
   // ---- retrieve -----------------------------------------------------------------------------
@@ -569,8 +572,10 @@ Response Pipeline::run(Request req) {
     }
     out.times.search = micros_since(t);
   } else {
-    r = retrieve(*s.memory, req.query, e.vector, c.retrieve);
-    out.times.search = r.search_us;
+    r = retrieve(*s.memory, req.query, c.retrieve);
+    e = r.search.query_embedding;
+    out.times.embed = r.search.embed_us;  // inside the search: timed there, counted once
+    out.times.search = r.search_us - r.search.embed_us;
     out.times.expand = r.expand_us;
     t = Clock::now();
     const attention::Scores sc = s.scorer->score(r.graph);

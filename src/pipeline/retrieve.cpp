@@ -22,10 +22,7 @@ double days_between(int64_t now_ms, int64_t then_ms) {
 }  // namespace
 
 Retrieved retrieve(const memory::Memory& memory, const std::string& query, const RetrieveParams& params) {
-  std::vector<float> vector;
-  // Embedded in every mode: lexical search ignores the vector, attention's features use it.
-  if (memory.embedder()) vector = memory.embedder()->embed(query).vector;
-  return retrieve(memory, query, std::move(vector), params);
+  return retrieve(memory, query, {}, params);
 }
 
 Retrieved retrieve(const memory::Memory& memory, const std::string& query, std::vector<float> query_vector,
@@ -37,13 +34,24 @@ Retrieved retrieve(const memory::Memory& memory, const std::string& query, std::
   const auto t0 = Clock::now();
   memory::SearchQuery sq;
   sq.text = query;
-  sq.vector = std::move(query_vector);
-  r.graph.query = sq.vector;
+  sq.vector = query_vector;
   sq.k = params.candidates;
   sq.mode = params.mode;
   sq.fusion = params.fusion;
   sq.dense_weight = params.dense_weight;
+  embed::Embedding lexical_embedding;  // lexical search makes no vector; attention's features use one
+  const bool lexical = params.mode == memory::SearchMode::lexical;
+  int64_t lexical_embed_us = 0;
+  if (lexical && query_vector.empty() && memory.embedder()) {
+    lexical_embedding = memory.embedder()->embed(query);
+    lexical_embed_us = micros_since(t0);
+  }
   r.search = memory.search(sq);
+  if (lexical) {
+    r.search.query_embedding = std::move(lexical_embedding);
+    r.search.embed_us = lexical_embed_us;
+  }
+  r.graph.query = query_vector.empty() ? r.search.query_embedding.vector : std::move(query_vector);
   r.search_us = micros_since(t0);
 
   const auto t1 = Clock::now();

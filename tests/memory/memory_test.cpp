@@ -523,10 +523,10 @@ TEST(Memory, ExpandEqualsAWalkOverTheStoreThroughEveryEdgeChange) {
       }
       begin = end;
     }
-    std::set<std::string> inside;
+    std::map<std::string, Edge> inside;
     for (const auto& id : order)
       for (const auto& e : m.edges(id, Direction::out))
-        if (depth.count(e.dst)) inside.insert(e.id);
+        if (depth.count(e.dst)) inside.emplace(e.id, e);
     return std::make_pair(order, inside);
   };
   auto check = [&](const Memory& m, const char* when) {
@@ -544,9 +544,20 @@ TEST(Memory, ExpandEqualsAWalkOverTheStoreThroughEveryEdgeChange) {
       std::vector<std::string> got;
       for (const auto& n : g.nodes) got.push_back(n.id);
       ASSERT_EQ(got, order) << when << ", query " << q;
-      std::set<std::string> got_edges;
-      for (const auto& e : g.edges) got_edges.insert(e.id);
-      ASSERT_EQ(got_edges, inside) << when << ", query " << q;
+      // Every edge among the nodes, each column as the store has it (the expansion reads them from RAM).
+      ASSERT_EQ(g.edges.size(), inside.size()) << when << ", query " << q;
+      for (const auto& e : g.edges) {
+        const auto it = inside.find(e.id);
+        ASSERT_NE(it, inside.end()) << when << ", query " << q << ": edge " << e.id;
+        const Edge& want = it->second;
+        EXPECT_EQ(e.src, want.src);
+        EXPECT_EQ(e.dst, want.dst);
+        EXPECT_EQ(e.rel, want.rel);
+        EXPECT_EQ(e.weight, want.weight);
+        EXPECT_EQ(e.timestamp_ms, want.timestamp_ms);
+        EXPECT_EQ(e.created_by, want.created_by);
+        EXPECT_EQ(e.confidence, want.confidence);
+      }
     }
   };
   {
@@ -556,7 +567,13 @@ TEST(Memory, ExpandEqualsAWalkOverTheStoreThroughEveryEdgeChange) {
     std::vector<std::string> edge_ids;
     for (int i = 0; i < 300; ++i) {
       const auto a = live[rng() % live.size()], b = live[rng() % live.size()];
-      if (a != b) edge_ids.push_back(m.link({.src = a, .dst = b, .rel = rels[rng() % 3], .weight = weight()}));
+      if (a != b)
+        edge_ids.push_back(m.link({.src = a,
+                                   .dst = b,
+                                   .rel = rels[rng() % 3],
+                                   .weight = weight(),
+                                   .created_by = i % 2 ? "router" : "ingest",
+                                   .confidence = static_cast<float>(i % 10) / 10.0f}));
     }
     check(m, "after linking");
     for (int i = 0; i < 40; ++i) m.set_weight(edge_ids[rng() % edge_ids.size()], weight());

@@ -110,5 +110,34 @@ TEST(Retrieve, SourceRecallCountsEachSourceOnce) {
   EXPECT_DOUBLE_EQ(source_recall(r, {}, score, 3), 0.0);
 }
 
+TEST(Retrieve, EmbeddingInsideTheSearchEqualsEmbeddingFirst) {
+  auto memory = bridge_memory();
+  if (!memory) GTEST_SKIP() << "skipped: no word-vector table (scripts/setup.sh converts it)";
+  const std::string query = "Which comedy film starred Shirley Temple, later ambassador to Ghana?";
+  const embed::Embedding first = memory->embedder()->embed(query);
+  for (const auto mode : {memory::SearchMode::hybrid, memory::SearchMode::dense, memory::SearchMode::lexical}) {
+    RetrieveParams params;
+    params.mode = mode;
+    params.seeds = 2;
+    const Retrieved given = retrieve(*memory, query, first.vector, params);
+    const Retrieved inside = retrieve(*memory, query, params);
+    // The search made the same embedding the caller would have made, and reports it.
+    EXPECT_EQ(inside.search.query_embedding.vector, first.vector);
+    EXPECT_EQ(inside.search.query_embedding.tokens, first.tokens);
+    EXPECT_EQ(inside.search.query_embedding.known, first.known);
+    EXPECT_TRUE(given.search.query_embedding.vector.empty());  // the caller's vector: nothing made
+    EXPECT_EQ(inside.graph.query, given.graph.query);
+    ASSERT_EQ(inside.search.hits.size(), given.search.hits.size());
+    for (std::size_t i = 0; i < given.search.hits.size(); ++i) {
+      EXPECT_EQ(inside.search.hits[i].id, given.search.hits[i].id);
+      EXPECT_EQ(inside.search.hits[i].score, given.search.hits[i].score);
+    }
+    ASSERT_EQ(inside.subgraph.nodes.size(), given.subgraph.nodes.size());
+    for (std::size_t i = 0; i < given.subgraph.nodes.size(); ++i)
+      EXPECT_EQ(inside.subgraph.nodes[i].id, given.subgraph.nodes[i].id);
+    EXPECT_EQ(inside.subgraph.edges.size(), given.subgraph.edges.size());
+  }
+}
+
 }  // namespace
 }  // namespace ruvllm::pipeline
