@@ -180,8 +180,9 @@ struct Memory::Impl {
   std::unordered_map<std::string, uint32_t> graph_names;  // relations and creators, interned
   std::vector<std::string> graph_name_of;                 // and back
 
-  mutable std::shared_mutex meta_mutex;  // guards the three below
-  std::vector<KeyMeta> key_meta;         // by key
+  mutable std::shared_mutex meta_mutex;                 // guards the three below
+  std::vector<KeyMeta> key_meta;                        // by key
+  std::unordered_map<std::string, uint64_t> key_of_id;  // live nodes: expansion's seeds without a statement
   std::unordered_map<std::string, uint32_t> interned;
   std::mt19937_64 rng{std::random_device{}()};  // UUIDs (under write_mutex)
   // Runs one half of a search or an expansion beside the other (see common/sidecar.h).
@@ -417,6 +418,7 @@ struct Memory::Impl {
     if (key >= key_meta.size()) key_meta.resize(std::max<std::size_t>(key + 1, key_meta.size() * 3 / 2 + 16));
     KeyMeta& m = key_meta[key];
     m.id = node.id;
+    key_of_id[node.id] = key;
     m.live = true;
     m.type = static_cast<uint8_t>(node.type);
     m.domain = intern(node.domain);
@@ -698,6 +700,7 @@ struct Memory::Impl {
       for (uint64_t key : pending.removed) {
         if (key >= key_meta.size()) continue;
         key_meta[key].live = false;
+        key_of_id.erase(key_meta[key].id);
         key_meta[key].id = std::string();  // frees it: a removed key never comes back
       }
     }
@@ -1253,18 +1256,15 @@ SearchResult Memory::search(const SearchQuery& query) const {
 Subgraph Memory::expand(const std::vector<std::string>& seeds, const ExpandParams& params) const {
   if (params.hops < 0 || params.hops > 8) throw Error("expand: hops must be in [0, 8]");
   if (params.max_nodes == 0) throw Error("expand: max_nodes must be positive");
-  Impl::Reader reader(*impl_, true);
-  Db& db = *reader;
   std::vector<uint64_t> keys;
   std::vector<int> depth;
   std::unordered_map<uint64_t, std::size_t> position;
   {
-    Statement key_of(db, "SELECT key FROM nodes WHERE id = ?", Statement::Cached{});
+    std::shared_lock lock(impl_->meta_mutex);
     for (const auto& id : seeds) {
-      key_of.bind(1, id);
-      if (!key_of.step()) throw Error("expand: unknown seed node " + id);
-      const auto key = static_cast<uint64_t>(key_of.integer(0));
-      key_of.reset();
+      const auto found = impl_->key_of_id.find(id);
+      if (found == impl_->key_of_id.end()) throw Error("expand: unknown seed node " + id);
+      const uint64_t key = found->second;
       if (position.count(key) || keys.size() >= params.max_nodes) continue;
       position[key] = keys.size();
       keys.push_back(key);
@@ -1343,7 +1343,8 @@ Subgraph Memory::expand(const std::vector<std::string>& seeds, const ExpandParam
   };
   common::Sidecar::Task edge_task(impl_->sidecar, collect_edges);
   {
-    Statement nodes(db,
+    Impl::Reader reader(*impl_);  // one statement: no read transaction needed around it
+    Statement nodes(*reader,
                     "SELECT " + std::string(Impl::kNodeColumns) +
                         ", v.data FROM nodes n LEFT JOIN vectors v ON v.key = n.key "
                         "WHERE n.key IN (SELECT value FROM json_each(?))",
