@@ -700,7 +700,10 @@ struct Memory::Impl {
       for (uint64_t key : pending.removed) {
         if (key >= key_meta.size()) continue;
         key_meta[key].live = false;
-        key_of_id.erase(key_meta[key].id);
+        // Only if the id still names this key: changes apply after the writer lock is released, so
+        // a re-add of the same id may have applied first.
+        if (const auto it = key_of_id.find(key_meta[key].id); it != key_of_id.end() && it->second == key)
+          key_of_id.erase(it);
         key_meta[key].id = std::string();  // frees it: a removed key never comes back
       }
     }

@@ -13,8 +13,16 @@
 namespace ruvllm::common {
 namespace {
 
+// Fails the test (instead of hanging it until ctest's timeout) when the flag never comes.
 void wait_for(const std::atomic<bool>& flag) {
-  while (!flag) std::this_thread::yield();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!flag) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "waited 30 s for the sidecar";
+      return;
+    }
+    std::this_thread::yield();
+  }
 }
 
 TEST(Sidecar, RunsTheOtherHalfBesideTheCaller) {
