@@ -1,5 +1,5 @@
 // A sidecar: one helper thread for the independent half of a short read (dense ‖ lexical search,
-// node rows ‖ edge rows of an expansion). Between two generations both cores are idle and each half
+// an expansion's node rows ‖ the edges among them). Between two generations both cores are idle and each half
 // mostly waits on memory the model's weights have just swept out of the caches, so running the two
 // side by side takes the longer one's time instead of the sum.
 //
