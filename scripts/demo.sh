@@ -26,7 +26,9 @@ if [[ -d $router_data ]]; then
   echo "      learn from evidence rows: how much of HotpotQA's and Cranfield's gold evidence each context holds"
   evidence=yes
   [[ -d ../shared/data/qa/hotpotqa-100 && -d ../shared/data/ir/cranfield ]] || evidence=no
-  if [[ ! -f $demo/router.json ]] ||
+  # Retrained when missing, when written by a build whose file version this one no longer reads
+  # (version 1: the accuracy table before the word model), or without the context heads it can have.
+  if [[ ! -f $demo/router.json ]] || ! grep -q '"version":2' $demo/router.json ||
      { [[ $evidence == yes ]] && ! grep -q '"heads_trained":{"context":true' $demo/router.json; }; then
     if [[ $evidence == yes ]]; then
       scripts/make-evidence.sh build/evidence >/dev/null

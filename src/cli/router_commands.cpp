@@ -535,7 +535,8 @@ void add_router_commands(CLI::App& app) {
   train_cmd->add_option("--epochs", t->train.epochs, "Epochs over the three phases")->capture_default_str();
   train_cmd->add_option("--batch", t->train.batch, "Minibatch size")->capture_default_str();
   train_cmd->add_option("--learning-rate", t->train.learning_rate, "Adam step size")->capture_default_str();
-  train_cmd->add_option("--l2", t->train.l2, "Weight decay on the matrices")->capture_default_str();
+  train_cmd->add_option("--l2", t->train.l2, "Prior precision on the matrices (weight decay l2 / training rows)")
+      ->capture_default_str();
   train_cmd->add_option("--sparsity", t->train.sparsity, "Share of cell weights thresholded to zero")
       ->capture_default_str();
   train_cmd->add_option("--lambda", t->train.lambda_latency, "Utility: penalty per ms of latency")

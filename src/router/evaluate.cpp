@@ -148,6 +148,7 @@ Policy logistic_policy(std::shared_ptr<const Router> features_from, const std::v
   const std::vector<int> y = labels_of(train, features_from->ladder(), params, used);
   const std::vector<FeatureVector> all = features_from->training_features(train);
   std::vector<double> w(n * F, 0.0), g(n * F), m1(n * F, 0.0), m2(n * F, 0.0);
+  const double l2 = params.l2 / static_cast<double>(std::max<std::size_t>(used.size(), 1));  // as the router's
   std::vector<std::size_t> order(used.size());
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(params.seed);
@@ -157,7 +158,7 @@ Policy logistic_policy(std::shared_ptr<const Router> features_from, const std::v
     for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[uniform_below(rng, i)]);
     for (std::size_t start = 0; start < order.size(); start += params.batch) {
       const std::size_t count = std::min(params.batch, order.size() - start);
-      for (std::size_t k = 0; k < n * F; ++k) g[k] = params.l2 * w[k];
+      for (std::size_t k = 0; k < n * F; ++k) g[k] = l2 * w[k];
       for (std::size_t b = 0; b < count; ++b) {
         const std::size_t r = order[start + b];
         const FeatureVector& x = all[used[r]];

@@ -218,10 +218,18 @@ double example_loss(const Layout& L, const double* th, const FeatureVector& x, c
   return loss;
 }
 
-// Mean loss + l2/2·‖matrices‖² over the examples in `order`, gradient into g (zeroed first).
+// The weight decay of the mean loss: the prior's precision l2 spread over the training rows (as in
+// a MAP estimate, Σ losses + l2/2·‖W‖²), so that the prior's pull weakens as the evidence grows.
+double decay(const TrainParams& p, std::size_t rows) {
+  return p.l2 / static_cast<double>(std::max<std::size_t>(rows, 1));
+}
+
+// Mean loss + decay/2·‖matrices‖² over the examples in `order`, gradient into g (zeroed first);
+// decay = decay(p, X.size()).
 double batch_loss(const Layout& L, const std::vector<double>& th, const std::vector<FeatureVector>& X,
                   const std::vector<Labels>& Y, const std::size_t* order, std::size_t n, const TrainParams& p,
                   std::vector<double>* g) {
+  const double l2 = decay(p, X.size());
   if (g) g->assign(th.size(), 0.0);
   Trace tr;
   double total = 0;
@@ -234,10 +242,10 @@ double batch_loss(const Layout& L, const std::vector<double>& th, const std::vec
   for (const Matrix& m : matrices(L)) {
     for (std::size_t e = m.offset; e < m.offset + m.rows * m.cols; ++e) {
       reg += th[e] * th[e];
-      if (g) (*g)[e] += p.l2 * th[e];
+      if (g) (*g)[e] += l2 * th[e];
     }
   }
-  return total * scale + 0.5 * p.l2 * reg;
+  return total * scale + 0.5 * l2 * reg;
 }
 
 // Keeps the largest (1 − sparsity) share of each cell matrix; `support` records what survived.

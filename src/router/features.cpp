@@ -1,6 +1,6 @@
 // The router's 128 features, slot by slot (docs/router.md has the table), and what extraction
 // fits on training data: PCA of the query vectors, spherical k-means domains and clusters, the
-// per-domain accuracy of each ladder model, and the normalisation.
+// word model behind each ladder model's expected accuracy (words.cpp), and the normalisation.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -18,7 +18,6 @@ constexpr std::size_t kRetK = 47, kRetScore = 48, kRetEntropy = 52, kRetDepth = 
 constexpr std::size_t kDensity = 55, kCoherence = 71, kTopRead = 8;
 constexpr std::size_t kBudget = 95, kDevice = 96, kPrivacy = 100, kMemory = 104, kBattery = 105;
 constexpr std::size_t kConcurrent = 106, kAccuracy = 107, kText = 123;
-constexpr double kPriorCount = 5;  // pseudo-counts of a model's global accuracy in a domain's estimate
 
 std::array<std::string, kFeatures> make_names() {
   std::array<std::string, kFeatures> n;
@@ -316,7 +315,6 @@ FeatureVector raw_features(const FeatureFit& fit, const Signals& s) {
     throw Error("router: the query embedding has " + std::to_string(e.size()) +
                 " dimensions, the router was fitted on " + std::to_string(fit.dim));
   }
-  std::size_t domain = kAccuracyCells;  // the query's accuracy cell; none yet
   if (!e.empty()) {
     double norm = 0, l1 = 0;
     for (float x : e) norm += static_cast<double>(x) * x, l1 += std::fabs(x);
@@ -341,7 +339,6 @@ FeatureVector raw_features(const FeatureFit& fit, const Signals& s) {
       }
       for (std::size_t j = 0; j < kDomains; ++j)
         f[kDomain + j] = static_cast<float>(cosine(&fit.domains[j * fit.dim], e.data(), fit.dim));
-      domain = nearest(fit.cells, kAccuracyCells, e);
       f[kCluster + nearest(fit.clusters, kClusters, e)] = 1;
     }
   }
@@ -390,20 +387,8 @@ FeatureVector raw_features(const FeatureFit& fit, const Signals& s) {
   f[kMemory] = static_cast<float>(std::log1p(std::max(0.0, s.system.memory_available_gib)));
   f[kBattery] = static_cast<float>(std::clamp(s.system.battery, 0.0, 1.0));
   f[kConcurrent] = static_cast<float>(std::log1p(static_cast<double>(s.system.concurrent_requests)));
-  // Each model's accuracy in the query's domain, shrunk towards its global accuracy.
-  if (domain < kAccuracyCells && !fit.accuracy_sum.empty()) {
-    for (std::size_t m = 0; m < kMaxTiers; ++m) {
-      double global_sum = 0, global_n = 0;
-      for (std::size_t d = 0; d < kAccuracyCells; ++d) {
-        global_sum += fit.accuracy_sum[d * kMaxTiers + m];
-        global_n += fit.accuracy_count[d * kMaxTiers + m];
-      }
-      const double sum = fit.accuracy_sum[domain * kMaxTiers + m], n = fit.accuracy_count[domain * kMaxTiers + m];
-      if (global_n <= 0) continue;
-      const double prior = global_sum / global_n;
-      f[kAccuracy + m] = static_cast<float>((sum + kPriorCount * prior) / (std::max(0.0, n) + kPriorCount));
-    }
-  }
+  // Each model's expected quality on this query, from its words.
+  predict_accuracy(fit.words, text, &f[kAccuracy]);
   return f;
 }
 
@@ -437,25 +422,16 @@ FeatureFit fit_features(const std::vector<Outcome>& outcomes, std::size_t tiers,
     fit.pca = principal_components(rows, fit.centre, fit.dim, seed);
     fit.domains = spherical_kmeans(rows, fit.dim, kDomains, seed + 1);
     fit.clusters = spherical_kmeans(rows, fit.dim, kClusters, seed + 2);
-    fit.cells = spherical_kmeans(rows, fit.dim, kAccuracyCells, seed + 3);
-    fit.accuracy_sum.assign(kAccuracyCells * kMaxTiers, 0.0);
-    fit.accuracy_count.assign(kAccuracyCells * kMaxTiers, 0.0);
-    for (const Outcome& o : outcomes) {
-      if (o.signals.query.embedding.empty()) continue;
-      const std::size_t d = nearest(fit.cells, kAccuracyCells, o.signals.query.embedding);
-      for (const Trial& t : o.trials) {
-        if (t.model < std::min(tiers, kMaxTiers)) {
-          fit.accuracy_sum[d * kMaxTiers + t.model] += t.quality;
-          fit.accuracy_count[d * kMaxTiers + t.model] += 1;
-        }
-      }
-    }
   }
+  std::vector<std::array<float, kMaxTiers>> accuracy;
+  fit.words = fit_word_model(outcomes, tiers, &accuracy);
   // Normalisation from the training rows' out-of-fold raw features.
   fit.shift.assign(kFeatures, 0.0f);
   fit.scale.assign(kFeatures, 1.0f);
   std::vector<double> mean(kFeatures, 0.0), sq(kFeatures, 0.0);
-  for (const FeatureVector& raw : out_of_fold_features(fit, outcomes)) {
+  for (std::size_t r = 0; r < outcomes.size(); ++r) {
+    FeatureVector raw = raw_features(fit, outcomes[r].signals);
+    std::copy(accuracy[r].begin(), accuracy[r].end(), raw.begin() + kAccuracy);
     for (std::size_t i = 0; i < kFeatures; ++i) mean[i] += raw[i], sq[i] += static_cast<double>(raw[i]) * raw[i];
   }
   const double n = static_cast<double>(std::max<std::size_t>(outcomes.size(), 1));
@@ -469,22 +445,11 @@ FeatureFit fit_features(const std::vector<Outcome>& outcomes, std::size_t tiers,
 }
 
 std::vector<FeatureVector> out_of_fold_features(const FeatureFit& fit, const std::vector<Outcome>& outcomes) {
+  const std::vector<std::array<float, kMaxTiers>> accuracy = out_of_fold_accuracy(fit.words, outcomes);
   std::vector<FeatureVector> out(outcomes.size());
-  for (std::size_t fold = 0; fold < kFolds; ++fold) {
-    // The accuracy table without this fold's outcomes: a row never sees its own label, nor (with
-    // one row left out of a small cell) a value that moves against it.
-    FeatureFit without = fit;
-    for (std::size_t i = fold; i < outcomes.size() && !without.accuracy_sum.empty(); i += kFolds) {
-      const auto& e = outcomes[i].signals.query.embedding;
-      if (e.empty()) continue;
-      const std::size_t d = nearest(fit.cells, kAccuracyCells, e);
-      for (const Trial& t : outcomes[i].trials) {
-        if (t.model >= kMaxTiers) continue;
-        without.accuracy_sum[d * kMaxTiers + t.model] -= t.quality;
-        without.accuracy_count[d * kMaxTiers + t.model] -= 1;
-      }
-    }
-    for (std::size_t i = fold; i < outcomes.size(); i += kFolds) out[i] = raw_features(without, outcomes[i].signals);
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    out[i] = raw_features(fit, outcomes[i].signals);
+    std::copy(accuracy[i].begin(), accuracy[i].end(), out[i].begin() + kAccuracy);
   }
   return out;
 }

@@ -5,6 +5,9 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "ruvllm/router.h"
@@ -12,29 +15,49 @@
 namespace ruvllm::router {
 
 constexpr std::size_t kDomains = 16, kClusters = 4, kPca = 8, kMaxTiers = 16, kRetrievalHeads = 4;
-// The historical-accuracy table is kept per fine cell of query space (finer than the 16 domains
-// the features expose: MMLU alone has 57 subjects whose model gaps differ).
-constexpr std::size_t kAccuracyCells = 128;
+
+// The historical-accuracy slots' estimator (words.cpp): per ladder model, ridge regression of its
+// quality on the query's TF-IDF word vector (sublinear tf, smoothed idf, unit length).
+struct WordModel {
+  std::vector<std::string> terms;                    // sorted; a term's position is its column
+  std::vector<float> idf;                            // per term
+  std::size_t tiers = 0;                             // models with a row of weights
+  std::vector<float> weight;                         // tiers × terms
+  std::vector<double> intercept;                     // per tier: mean training quality; NaN = the model had no trial
+  double alpha = 0;                                  // ridge strength, chosen by cross-validation
+  std::unordered_map<std::string, uint32_t> column;  // term → column; built by index(), not saved
+  void index();                                      // throws Error on a repeated term
+};
+// The query's TF-IDF vector over the model's terms: (column, value) sorted by column.
+std::vector<std::pair<uint32_t, float>> word_vector(const WordModel& model, std::string_view text);
+// out[m] = the predicted quality of tier m (untouched for a tier without trials).
+void predict_accuracy(const WordModel& model, std::string_view text, float* out);
+// Fits on the training queries; also gives each row's out-of-fold predictions (kFolds folds).
+constexpr std::size_t kFolds = 5;
+constexpr double kRidgeStrengths[] = {2, 5, 10, 20, 50};  // α tried by cross-validation
+WordModel fit_word_model(const std::vector<Outcome>& outcomes, std::size_t tiers,
+                         std::vector<std::array<float, kMaxTiers>>* out_of_fold_predictions);
+// Row i predicted by a fit without fold i mod kFolds, at the model's ridge strength.
+std::vector<std::array<float, kMaxTiers>> out_of_fold_accuracy(const WordModel& model,
+                                                               const std::vector<Outcome>& outcomes);
 
 // What feature extraction learns from training data; saved with the model.
 struct FeatureFit {
-  std::size_t dim = 0;                               // embedding dimension (0 = no embeddings seen)
-  std::vector<float> centre;                         // dim: mean embedding (PCA centring)
-  std::vector<float> pca;                            // kPca × dim, orthonormal rows
-  std::vector<float> domains, clusters;              // kDomains / kClusters × dim, unit centroids
-  std::vector<float> cells;                          // kAccuracyCells × dim, unit centroids
-  std::vector<double> accuracy_sum, accuracy_count;  // kAccuracyCells × kMaxTiers quality sums and counts
-  std::vector<float> shift, scale;                   // kFeatures: normalised = (raw − shift) · scale
+  std::size_t dim = 0;                   // embedding dimension (0 = no embeddings seen)
+  std::vector<float> centre;             // dim: mean embedding (PCA centring)
+  std::vector<float> pca;                // kPca × dim, orthonormal rows
+  std::vector<float> domains, clusters;  // kDomains / kClusters × dim, unit centroids
+  WordModel words;                       // the accuracy slots
+  std::vector<float> shift, scale;       // kFeatures: normalised = (raw − shift) · scale
 };
 
 // Raw (un-normalised) features.
 FeatureVector raw_features(const FeatureFit& fit, const Signals& s);
-// Training rows' raw features with the accuracy slots out of fold: row i reads a table built
+// Training rows' raw features with the accuracy slots out of fold: row i reads a word model fitted
 // without fold i mod kFolds, so no row's slots depend on its own label.
-constexpr std::size_t kFolds = 5;
 std::vector<FeatureVector> out_of_fold_features(const FeatureFit& fit, const std::vector<Outcome>& outcomes);
 FeatureVector normalise(const FeatureFit& fit, const FeatureVector& raw);
-// Fits PCA, clusters and the accuracy table, then the normalisation on the training rows' features.
+// Fits PCA, clusters and the word model, then the normalisation on the training rows' features.
 FeatureFit fit_features(const std::vector<Outcome>& outcomes, std::size_t tiers, uint64_t seed);
 // Training rows' normalised features (out-of-fold accuracy slots), in order.
 std::vector<FeatureVector> training_features(const FeatureFit& fit, const std::vector<Outcome>& outcomes);

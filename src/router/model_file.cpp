@@ -14,7 +14,9 @@ namespace ruvllm::router {
 namespace {
 
 constexpr const char* kFormat = "ruvllm-router";
-constexpr int kVersion = 1;
+// 2: the accuracy slots come from a word model ("fit"."words"); version 1 kept a table per cell of
+// query space, which this build no longer computes.
+constexpr int kVersion = 2;
 
 nlohmann::json nan_as_null(const std::vector<double>& v) {
   nlohmann::json a = nlohmann::json::array();
@@ -103,9 +105,13 @@ void Router::save(const std::string& path) const {
                 {"pca", f.pca},
                 {"domains", f.domains},
                 {"clusters", f.clusters},
-                {"cells", f.cells},
-                {"accuracy_sum", f.accuracy_sum},
-                {"accuracy_count", f.accuracy_count},
+                {"words",
+                 {{"terms", f.words.terms},
+                  {"idf", f.words.idf},
+                  {"tiers", f.words.tiers},
+                  {"weight", f.words.weight},
+                  {"intercept", nan_as_null(f.words.intercept)},
+                  {"alpha", f.words.alpha}}},
                 {"shift", f.shift},
                 {"scale", f.scale}};
   }
@@ -196,9 +202,28 @@ Router Router::load(const std::string& path) {
       f.pca = numbers<float>(jf, "pca", f.dim ? kPca * f.dim : 0);
       f.domains = numbers<float>(jf, "domains", f.dim ? kDomains * f.dim : 0);
       f.clusters = numbers<float>(jf, "clusters", f.dim ? kClusters * f.dim : 0);
-      f.cells = numbers<float>(jf, "cells", f.dim ? kAccuracyCells * f.dim : 0);
-      f.accuracy_sum = numbers<double>(jf, "accuracy_sum", f.dim ? kAccuracyCells * kMaxTiers : 0);
-      f.accuracy_count = numbers<double>(jf, "accuracy_count", f.dim ? kAccuracyCells * kMaxTiers : 0);
+      if (j["version"].get<int>() < 2) {
+        throw Error(
+            "router file version 1 keeps the accuracy table this build replaced with a word model; "
+            "retrain the router (ruvllm router train)");
+      }
+      if (!jf.contains("words") || !jf["words"].is_object())
+        throw Error("router file: \"fit\" has no \"words\" object");
+      const auto& jw = jf["words"];
+      WordModel& w = f.words;
+      if (!jw.contains("terms") || !jw["terms"].is_array()) throw Error("router file: \"terms\" must be an array");
+      for (const auto& t : jw["terms"]) {
+        if (!t.is_string()) throw Error("router file: \"terms\" must be strings");
+        w.terms.push_back(t);
+      }
+      w.index();
+      w.tiers = whole(jw, "tiers", 0, std::min(n, kMaxTiers));
+      w.idf = numbers<float>(jw, "idf", w.terms.size());
+      w.weight = numbers<float>(jw, "weight", w.tiers * w.terms.size());
+      w.intercept = numbers<double>(jw, "intercept", w.tiers, true);
+      if (!jw.contains("alpha") || !jw["alpha"].is_number() || !(jw["alpha"].get<double>() >= 0))
+        throw Error("router file: \"alpha\" must be a number ≥ 0");
+      w.alpha = jw["alpha"].get<double>();
       f.shift = numbers<float>(jf, "shift", kFeatures);
       f.scale = numbers<float>(jf, "scale", kFeatures);
       impl->fitted = true;

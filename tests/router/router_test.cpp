@@ -328,7 +328,9 @@ TEST(RouterGradient, RegulariserIsHalfL2TimesTheSquaredMatrices) {
   for (const auto& [from, to] : matrices) {
     for (std::size_t i = from; i < to; ++i) sq += r.parameters()[i] * r.parameters()[i];
   }
-  EXPECT_NEAR(r.loss(outcomes, some, nullptr) - r.loss(outcomes, none, nullptr), 0.5 * 0.3 * sq, 1e-9);
+  // The prior's precision spread over the labelled rows (every one of them is).
+  const double rows = static_cast<double>(outcomes.size());
+  EXPECT_NEAR(r.loss(outcomes, some, nullptr) - r.loss(outcomes, none, nullptr), 0.5 * 0.3 / rows * sq, 1e-9);
 }
 
 // ---- 2. training ------------------------------------------------------------------------------
@@ -565,6 +567,187 @@ TEST(RouterTraining, SmallTrainingSetsDoNotLeakTheirLabelsThroughTheAccuracySlot
   const auto e = evaluate(router_policy(small), held_out, small->ladder());
   const auto random = evaluate(random_policy(small->ladder()), held_out, small->ladder());
   EXPECT_GT(e.accuracy, random.accuracy);
+}
+
+// ---- the accuracy slots' word model against a dense solve -----------------------------------------
+
+// Solves A x = b (A square, row-major) by Gaussian elimination with partial pivoting.
+std::vector<double> dense_solve(std::vector<double> A, std::vector<double> b) {
+  const std::size_t n = b.size();
+  for (std::size_t c = 0; c < n; ++c) {
+    std::size_t pivot = c;
+    for (std::size_t r = c + 1; r < n; ++r)
+      if (std::fabs(A[r * n + c]) > std::fabs(A[pivot * n + c])) pivot = r;
+    for (std::size_t k = 0; k < n; ++k) std::swap(A[c * n + k], A[pivot * n + k]);
+    std::swap(b[c], b[pivot]);
+    for (std::size_t r = c + 1; r < n; ++r) {
+      const double f = A[r * n + c] / A[c * n + c];
+      for (std::size_t k = c; k < n; ++k) A[r * n + k] -= f * A[c * n + k];
+      b[r] -= f * b[c];
+    }
+  }
+  std::vector<double> x(n);
+  for (std::size_t c = n; c-- > 0;) {
+    double s = b[c];
+    for (std::size_t k = c + 1; k < n; ++k) s -= A[c * n + k] * x[k];
+    x[c] = s / A[c * n + c];
+  }
+  return x;
+}
+
+TEST(RouterWords, TfIdfRidgeAndFoldsMatchADenseComputation) {
+  // 80 queries over 10 words (mixed case, repeats) plus one word seen twice (below the 3-query
+  // floor); model 1 has no trial on every fifth query.
+  const std::vector<std::string> vocabulary = {"alpha", "beta", "gamma", "delta", "eps",
+                                               "zeta",  "eta",  "theta", "iota",  "kappa"};
+  std::mt19937_64 rng(12);
+  std::vector<Outcome> outcomes;
+  std::vector<std::vector<std::string>> tokens;
+  for (int i = 0; i < 80; ++i) {
+    Outcome o;
+    o.id = "w" + std::to_string(i);
+    std::vector<std::string> words;
+    for (std::size_t k = 0, n = 2 + rng() % 6; k < n; ++k) words.push_back(vocabulary[rng() % vocabulary.size()]);
+    if (i == 3 || i == 40) words.push_back("rare");
+    for (std::size_t k = 0; k < words.size(); ++k) {
+      std::string w = words[k];
+      if (rng() % 4 == 0) w[0] = static_cast<char>(w[0] - 'a' + 'A');  // case folds
+      o.signals.query.text += (k ? (rng() % 2 ? " " : ", ") : "") + w;
+    }
+    o.signals.query.text += " x";  // one-byte runs are not terms
+    const double base = uniform(rng);
+    o.trials.push_back({.model = 0, .quality = base});
+    if (i % 5 != 4)
+      o.trials.push_back({.model = 1, .quality = std::clamp(base + (words[0] < "eta" ? 0.4 : -0.2), 0.0, 1.0)});
+    outcomes.push_back(o);
+    tokens.push_back(words);
+  }
+  std::vector<std::array<float, kMaxTiers>> oof;
+  const WordModel model = fit_word_model(outcomes, 2, &oof);
+
+  // TF-IDF by hand: sorted terms (the rare word is out), smoothed idf, 1 + ln tf, unit rows.
+  std::vector<std::string> terms = vocabulary;
+  std::sort(terms.begin(), terms.end());
+  ASSERT_EQ(model.terms, terms);
+  const std::size_t n = outcomes.size(), V = terms.size();
+  std::vector<double> X(n * V, 0.0);
+  for (std::size_t t = 0; t < V; ++t) {
+    double df = 0;
+    for (const auto& words : tokens) df += std::count(words.begin(), words.end(), terms[t]) > 0;
+    const double idf = std::log((1.0 + n) / (1.0 + df)) + 1;
+    EXPECT_NEAR(model.idf[t], idf, 1e-6) << terms[t];
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto c = std::count(tokens[i].begin(), tokens[i].end(), terms[t]);
+      if (c) X[i * V + t] = (1 + std::log(static_cast<double>(c))) * idf;
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    double norm = 0;
+    for (std::size_t t = 0; t < V; ++t) norm += X[i * V + t] * X[i * V + t];
+    for (std::size_t t = 0; t < V; ++t) X[i * V + t] /= std::sqrt(norm);
+    const auto v = word_vector(model, outcomes[i].signals.query.text);
+    std::vector<double> dense(V, 0.0);
+    for (const auto& [column, value] : v) dense[column] = value;
+    for (std::size_t t = 0; t < V; ++t) ASSERT_NEAR(dense[t], X[i * V + t], 1e-6) << "row " << i << " " << terms[t];
+  }
+
+  // Ridge by the normal equations on the listed rows: (XᵀX + αI) w = Xᵀ(y − ȳ), intercept ȳ.
+  auto dense_ridge = [&](std::size_t m, const std::vector<std::size_t>& rows, double alpha) {
+    std::vector<double> A(V * V, 0.0), b(V, 0.0);
+    double mean = 0, count = 0;
+    for (std::size_t i : rows) {
+      for (const Trial& t : outcomes[i].trials)
+        if (t.model == m) mean += t.quality, count += 1;
+    }
+    mean /= count;
+    for (std::size_t i : rows) {
+      for (const Trial& t : outcomes[i].trials) {
+        if (t.model != m) continue;
+        for (std::size_t a = 0; a < V; ++a) {
+          b[a] += X[i * V + a] * (t.quality - mean);
+          for (std::size_t c = 0; c < V; ++c) A[a * V + c] += X[i * V + a] * X[i * V + c];
+        }
+      }
+    }
+    for (std::size_t a = 0; a < V; ++a) A[a * V + a] += alpha;
+    std::vector<double> w = dense_solve(A, b);
+    w.push_back(mean);
+    return w;
+  };
+  auto predict = [&](const std::vector<double>& w, std::size_t i) {
+    double s = w[V];
+    for (std::size_t t = 0; t < V; ++t) s += w[t] * X[i * V + t];
+    return s;
+  };
+  std::vector<std::size_t> all(n);
+  std::iota(all.begin(), all.end(), 0);
+  ASSERT_EQ(model.tiers, 2u);
+  for (std::size_t m = 0; m < 2; ++m) {
+    const auto w = dense_ridge(m, all, model.alpha);
+    EXPECT_NEAR(model.intercept[m], w[V], 1e-12);
+    for (std::size_t t = 0; t < V; ++t) EXPECT_NEAR(model.weight[m * V + t], w[t], 1e-5) << m << " " << terms[t];
+  }
+  // Out of fold at every strength tried; the chosen one tells the models apart best.
+  double chosen_error = -1, best_error = INFINITY;
+  for (double alpha : kRidgeStrengths) {
+    std::vector<std::array<double, 2>> fold_prediction(n);
+    for (std::size_t fold = 0; fold < kFolds; ++fold) {
+      std::vector<std::size_t> rows;
+      for (std::size_t i = 0; i < n; ++i)
+        if (i % kFolds != fold) rows.push_back(i);
+      for (std::size_t m = 0; m < 2; ++m) {
+        const auto w = dense_ridge(m, rows, alpha);
+        for (std::size_t i = fold; i < n; i += kFolds) fold_prediction[i][m] = predict(w, i);
+      }
+    }
+    double error = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (outcomes[i].trials.size() < 2) continue;
+      const double q0 = outcomes[i].trials[0].quality, q1 = outcomes[i].trials[1].quality;
+      const double d = (q1 - q0) / 2 - (fold_prediction[i][1] - fold_prediction[i][0]) / 2;
+      error += 2 * d * d;
+    }
+    best_error = std::min(best_error, error);
+    if (alpha == model.alpha) {
+      chosen_error = error;
+      for (std::size_t i = 0; i < n; ++i) {
+        for (std::size_t m = 0; m < 2; ++m) EXPECT_NEAR(oof[i][m], fold_prediction[i][m], 1e-5) << i << " " << m;
+      }
+      const auto again = out_of_fold_accuracy(model, outcomes);
+      for (std::size_t i = 0; i < n; ++i) EXPECT_EQ(again[i], oof[i]) << "row " << i;
+    }
+  }
+  EXPECT_NEAR(chosen_error, best_error, 1e-9);
+  // A query without a known word reads each model's mean training quality.
+  float none[kMaxTiers] = {};
+  predict_accuracy(model, "unknown words only", none);
+  EXPECT_DOUBLE_EQ(none[0], static_cast<float>(model.intercept[0]));
+  EXPECT_DOUBLE_EQ(none[1], static_cast<float>(model.intercept[1]));
+}
+
+TEST(RouterWords, AWordThatDecidesTheWinnerIsLearnedWhenTheEmbeddingCannotTell) {
+  // Query vectors are noise; model 1 is needed exactly when the query names "integral".
+  std::mt19937_64 rng(21);
+  auto make = [&](std::size_t count, const std::string& prefix) {
+    std::vector<Outcome> out;
+    for (std::size_t i = 0; i < count; ++i) {
+      Outcome o;
+      o.id = prefix + std::to_string(i);
+      o.signals = random_signals(rng, unit_vector(rng, 16));
+      const bool hard = rng() % 2;
+      o.signals.query.text += hard ? " integral" : " parallel";  // same length: only the word tells
+      o.trials = {{.model = 0, .quality = hard ? 0.0 : 1.0}, {.model = 1, .quality = 1.0}};
+      out.push_back(o);
+    }
+    return out;
+  };
+  const auto train = make(400, "t"), test = make(300, "h");
+  auto router = std::make_shared<Router>(ladder_of(2), RouterShape{.hidden = 8, .rank_w = 4, .rank_u = 2, .steps = 1});
+  router->train(train, {.epochs = 20, .batch = 32, .learning_rate = 1e-2});
+  const auto e = evaluate(router_policy(router), test, router->ladder());
+  const auto random = evaluate(random_policy(router->ladder()), test, router->ladder());
+  EXPECT_GE(e.accuracy, 0.95);
+  EXPECT_LT(random.accuracy, 0.7);
 }
 
 TEST(RouterTraining, UtilityLabelIsTheArgmaxWithTiesToTheCheaperModel) {
@@ -816,7 +999,14 @@ TEST(RouterFile, DamagedOrForeignFilesAreClearErrors) {
     edit(k);
     return k.dump();
   };
-  expect_refused(edited([](auto& k) { k["version"] = 2; }), "future version", "newer");
+  expect_refused(edited([](auto& k) { k["version"] = 3; }), "future version", "newer");
+  expect_refused(edited([](auto& k) { k["version"] = 1; }), "version 1 (the cell table)", "retrain");
+  expect_refused(edited([](auto& k) { k["fit"].erase("words"); }), "no word model", "words");
+  expect_refused(edited([](auto& k) { k["fit"]["words"]["terms"][1] = k["fit"]["words"]["terms"][0]; }),
+                 "a repeated term", "repeated");
+  expect_refused(edited([](auto& k) { k["fit"]["words"]["weight"].erase(0); }), "weights one short", "weight");
+  expect_refused(edited([](auto& k) { k["fit"]["words"]["idf"][0] = "x"; }), "a string as idf", "idf");
+  expect_refused(edited([](auto& k) { k["fit"]["words"]["tiers"] = 5; }), "more tiers than models", "tiers");
   expect_refused(edited([](auto& k) { k["version"] = "1"; }), "version as a string");
   expect_refused(edited([](auto& k) { k["format"] = "ruvllm-attention"; }), "foreign format", "format");
   expect_refused(good.substr(0, good.size() / 2), "truncated JSON", "malformed");
