@@ -148,7 +148,8 @@ Policy logistic_policy(std::shared_ptr<const Router> features_from, const std::v
   const std::vector<int> y = labels_of(train, features_from->ladder(), params, used);
   const std::vector<FeatureVector> all = features_from->training_features(train);
   std::vector<double> w(n * F, 0.0), g(n * F), m1(n * F, 0.0), m2(n * F, 0.0);
-  const double l2 = params.l2 / static_cast<double>(std::max<std::size_t>(used.size(), 1));  // as the router's
+  // The prior's precision spread over the rows it learns from, as the router's.
+  const double l2 = params.l2 / static_cast<double>(std::max<std::size_t>(used.size(), 1));
   std::vector<std::size_t> order(used.size());
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(params.seed);

@@ -33,11 +33,13 @@ std::vector<std::pair<uint32_t, float>> word_vector(const WordModel& model, std:
 // out[m] = the predicted quality of tier m (untouched for a tier without trials).
 void predict_accuracy(const WordModel& model, std::string_view text, float* out);
 // Fits on the training queries; also gives each row's out-of-fold predictions (kFolds folds).
+// A row's fold follows its query text, so a query repeated in the data never predicts itself.
 constexpr std::size_t kFolds = 5;
+std::size_t fold_of(std::string_view query_text);
 constexpr double kRidgeStrengths[] = {2, 5, 10, 20, 50};  // α tried by cross-validation
 WordModel fit_word_model(const std::vector<Outcome>& outcomes, std::size_t tiers,
                          std::vector<std::array<float, kMaxTiers>>* out_of_fold_predictions);
-// Row i predicted by a fit without fold i mod kFolds, at the model's ridge strength.
+// Each row predicted by a fit without its fold, at the model's ridge strength.
 std::vector<std::array<float, kMaxTiers>> out_of_fold_accuracy(const WordModel& model,
                                                                const std::vector<Outcome>& outcomes);
 
@@ -53,8 +55,8 @@ struct FeatureFit {
 
 // Raw (un-normalised) features.
 FeatureVector raw_features(const FeatureFit& fit, const Signals& s);
-// Training rows' raw features with the accuracy slots out of fold: row i reads a word model fitted
-// without fold i mod kFolds, so no row's slots depend on its own label.
+// Training rows' raw features with the accuracy slots out of fold: each row reads a word model fitted
+// without its fold (fold_of), so no row's slots depend on its own label.
 std::vector<FeatureVector> out_of_fold_features(const FeatureFit& fit, const std::vector<Outcome>& outcomes);
 FeatureVector normalise(const FeatureFit& fit, const FeatureVector& raw);
 // Fits PCA, clusters and the word model, then the normalisation on the training rows' features.

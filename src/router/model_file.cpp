@@ -41,7 +41,9 @@ std::vector<T> numbers(const nlohmann::json& j, const char* key, std::size_t exp
     }
     if (!v.is_number()) throw Error(std::string("router file: \"") + key + "\" holds a value that is not a number");
     const double x = v.get<double>();
-    if (!std::isfinite(x)) throw Error(std::string("router file: \"") + key + "\" holds a non-finite value");
+    if (!std::isfinite(x) || (std::is_floating_point_v<T> && std::fabs(x) > std::numeric_limits<T>::max())) {
+      throw Error(std::string("router file: \"") + key + "\" holds a non-finite value");
+    }
     out.push_back(static_cast<T>(x));
   }
   return out;
@@ -141,6 +143,16 @@ Router Router::load(const std::string& path) {
     throw Error(path + ": router file version " + std::to_string(j["version"].get<int>()) +
                 " is newer than this build reads (" + std::to_string(kVersion) + ")");
   }
+  if (j["version"].get<int>() < 2) {
+    throw Error(path + ": router file version " + std::to_string(j["version"].get<int>()) +
+                " keeps the accuracy table this build replaced with a word model; retrain the router (ruvllm router "
+                "train)");
+  }
+  if (j["version"].get<int>() < 2) {
+    throw Error(path + ": router file version " + std::to_string(j["version"].get<int>()) +
+                " keeps the accuracy table this build replaced with a word model; retrain the router (ruvllm router "
+                "train)");
+  }
   try {
     if (!j.contains("ladder") || !j["ladder"].is_object() || !j.contains("shape") || !j["shape"].is_object()) {
       throw Error("router file: \"ladder\" and \"shape\" must be objects");
@@ -202,11 +214,6 @@ Router Router::load(const std::string& path) {
       f.pca = numbers<float>(jf, "pca", f.dim ? kPca * f.dim : 0);
       f.domains = numbers<float>(jf, "domains", f.dim ? kDomains * f.dim : 0);
       f.clusters = numbers<float>(jf, "clusters", f.dim ? kClusters * f.dim : 0);
-      if (j["version"].get<int>() < 2) {
-        throw Error(
-            "router file version 1 keeps the accuracy table this build replaced with a word model; "
-            "retrain the router (ruvllm router train)");
-      }
       if (!jf.contains("words") || !jf["words"].is_object())
         throw Error("router file: \"fit\" has no \"words\" object");
       const auto& jw = jf["words"];
@@ -217,8 +224,11 @@ Router Router::load(const std::string& path) {
         w.terms.push_back(t);
       }
       w.index();
-      w.tiers = whole(jw, "tiers", 0, std::min(n, kMaxTiers));
+      w.tiers = whole(jw, "tiers", std::min(n, kMaxTiers), std::min(n, kMaxTiers));  // one row per model
       w.idf = numbers<float>(jw, "idf", w.terms.size());
+      for (float v : w.idf) {
+        if (!(v >= 1)) throw Error("router file: \"idf\" values are at least 1 (smoothed idf)");
+      }
       w.weight = numbers<float>(jw, "weight", w.tiers * w.terms.size());
       w.intercept = numbers<double>(jw, "intercept", w.tiers, true);
       if (!jw.contains("alpha") || !jw["alpha"].is_number() || !(jw["alpha"].get<double>() >= 0))

@@ -7,6 +7,7 @@
 #include <map>
 #include <numeric>
 
+#include "common/utf8.h"
 #include "internal.h"
 
 namespace ruvllm::router {
@@ -136,28 +137,50 @@ Rows vectors_of(const WordModel& model, const std::vector<Outcome>& outcomes) {
   return X;
 }
 
-// Out-of-fold predictions (row i from a fit without fold i mod kFolds) at one ridge strength.
-std::vector<std::array<float, kMaxTiers>> out_of_fold(const Rows& X,
+// Out-of-fold predictions (each row from a fit without its fold) at one ridge strength; a model
+// without trials outside a row's fold reads NaN there (the caller fills in its intercept).
+std::vector<std::size_t> folds_of(const std::vector<Outcome>& outcomes) {
+  std::vector<std::size_t> folds;
+  for (const Outcome& o : outcomes) folds.push_back(fold_of(o.signals.query.text));
+  return folds;
+}
+
+std::vector<std::array<float, kMaxTiers>> out_of_fold(const Rows& X, const std::vector<std::size_t>& folds,
                                                       const std::vector<std::array<double, kMaxTiers>>& q,
                                                       std::size_t tiers, std::size_t terms, double alpha) {
   std::vector<std::array<float, kMaxTiers>> out(X.size());
   for (auto& row : out) row.fill(0.0f);
   for (std::size_t fold = 0; fold < kFolds; ++fold) {
-    std::vector<std::size_t> train;
-    for (std::size_t i = 0; i < X.size(); ++i) {
-      if (i % kFolds != fold) train.push_back(i);
-    }
+    std::vector<std::size_t> train, held;
+    for (std::size_t i = 0; i < X.size(); ++i) (folds[i] == fold ? held : train).push_back(i);
     const TierFit fit = fit_tiers(X, q, train, tiers, terms, alpha);
-    for (std::size_t i = fold; i < X.size(); i += kFolds) {
+    for (std::size_t i : held) {
       for (std::size_t m = 0; m < tiers; ++m) {
-        if (!fit.weight[m].empty()) out[i][m] = static_cast<float>(predict_row(X, i, fit.weight[m], fit.intercept[m]));
+        out[i][m] =
+            fit.weight[m].empty() ? NAN : static_cast<float>(predict_row(X, i, fit.weight[m], fit.intercept[m]));
       }
     }
   }
   return out;
 }
 
+// A model without trials outside a row's fold: the full fit's mean, as a query without known words
+// reads (0 for a model without any trial, as raw_features leaves its slot).
+void fill_missing(std::vector<std::array<float, kMaxTiers>>& predictions, const std::vector<double>& intercept) {
+  for (auto& row : predictions) {
+    for (std::size_t m = 0; m < intercept.size(); ++m) {
+      if (std::isnan(row[m])) row[m] = std::isfinite(intercept[m]) ? static_cast<float>(intercept[m]) : 0.0f;
+    }
+  }
+}
+
 }  // namespace
+
+std::size_t fold_of(std::string_view text) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a: the same folds on every platform
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ULL;
+  return static_cast<std::size_t>(h % kFolds);
+}
 
 void WordModel::index() {
   column.clear();
@@ -185,6 +208,7 @@ std::vector<std::pair<uint32_t, float>> word_vector(const WordModel& model, std:
   v.resize(out);
   double norm = 0;
   for (const auto& e : v) norm += static_cast<double>(e.second) * e.second;
+  if (!(norm > 0)) return {};  // only zero weights (a damaged idf): no word evidence
   for (auto& e : v) e.second = static_cast<float>(e.second / std::sqrt(norm));
   return v;
 }
@@ -211,7 +235,9 @@ WordModel fit_word_model(const std::vector<Outcome>& outcomes, std::size_t tiers
     for_each_term(o.signals.query.text, [&](const std::string& t) { seen.push_back(t); });
     std::sort(seen.begin(), seen.end());
     seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
-    for (const std::string& t : seen) ++documents[t];
+    for (const std::string& t : seen) {
+      if (!common::first_invalid_utf8(t)) ++documents[t];  // the file is JSON: valid UTF-8 only
+    }
   }
   std::vector<std::pair<std::size_t, std::string>> frequent;
   for (const auto& [term, df] : documents) {
@@ -227,6 +253,7 @@ WordModel fit_word_model(const std::vector<Outcome>& outcomes, std::size_t tiers
   }
   model.index();
   const Rows X = vectors_of(model, outcomes);
+  const auto folds = folds_of(outcomes);
   const auto q = qualities(outcomes, model.tiers);
   const std::size_t terms = model.terms.size();
 
@@ -236,20 +263,22 @@ WordModel fit_word_model(const std::vector<Outcome>& outcomes, std::size_t tiers
   double best_error = INFINITY;
   std::vector<std::array<float, kMaxTiers>> best_predictions;
   for (double alpha : kRidgeStrengths) {
-    auto predictions = out_of_fold(X, q, model.tiers, terms, alpha);
+    auto predictions = out_of_fold(X, folds, q, model.tiers, terms, alpha);
     double error = 0;
     for (std::size_t i = 0; i < q.size(); ++i) {
       double truth = 0, guess = 0, count = 0;
+      auto scored = [&](std::size_t m) { return std::isfinite(q[i][m]) && std::isfinite(predictions[i][m]); };
       for (std::size_t m = 0; m < model.tiers; ++m) {
-        if (std::isfinite(q[i][m])) truth += q[i][m], guess += predictions[i][m], count += 1;
+        if (scored(m)) truth += q[i][m], guess += predictions[i][m], count += 1;
       }
       for (std::size_t m = 0; m < model.tiers && count > 1; ++m) {
-        if (!std::isfinite(q[i][m])) continue;
+        if (!scored(m)) continue;
         const double d = (q[i][m] - truth / count) - (predictions[i][m] - guess / count);
         error += d * d;
       }
     }
-    if (error < best_error) best_error = error, model.alpha = alpha, best_predictions = std::move(predictions);
+    if (best_predictions.empty() || error < best_error)
+      best_error = error, model.alpha = alpha, best_predictions = std::move(predictions);
   }
   std::vector<std::size_t> all(X.size());
   std::iota(all.begin(), all.end(), 0);
@@ -259,14 +288,17 @@ WordModel fit_word_model(const std::vector<Outcome>& outcomes, std::size_t tiers
   for (std::size_t m = 0; m < model.tiers; ++m) {
     if (!fit.weight[m].empty()) std::copy(fit.weight[m].begin(), fit.weight[m].end(), model.weight.begin() + m * terms);
   }
+  fill_missing(best_predictions, model.intercept);
   if (out_of_fold_predictions) *out_of_fold_predictions = std::move(best_predictions);
   return model;
 }
 
 std::vector<std::array<float, kMaxTiers>> out_of_fold_accuracy(const WordModel& model,
                                                                const std::vector<Outcome>& outcomes) {
-  return out_of_fold(vectors_of(model, outcomes), qualities(outcomes, model.tiers), model.tiers, model.terms.size(),
-                     model.alpha);
+  auto predictions = out_of_fold(vectors_of(model, outcomes), folds_of(outcomes), qualities(outcomes, model.tiers),
+                                 model.tiers, model.terms.size(), model.alpha);
+  fill_missing(predictions, model.intercept);
+  return predictions;
 }
 
 }  // namespace ruvllm::router

@@ -527,12 +527,9 @@ double auc(const std::vector<double>& score, const std::vector<int>& label) {
   return area / pairs;
 }
 
-// Demonstrates a bug (disabled so that the suite stays green until it is fixed; run it with
-// --gtest_also_run_disabled_tests). raw_features() leaves a training row's own trials out of the
-// per-cell AND the global accuracy; a row alone in its accuracy cell (most rows, when there are
-// fewer training rows than the 128 cells) then gets (G − q)/(N − 1), a decreasing function of its
-// own quality q: the normalised slot separates the labels perfectly, the network learns that
-// inverted signal, and on fresh queries (no leave-out) it routes worse than random.
+// The accuracy slots are the one place a label could reach the features: training rows must read
+// them out of fold. (The cell table before the word model once left a row's own trial out of its
+// cell and the global mean, which made the slot a decreasing function of the row's own quality.)
 TEST(RouterTraining, SmallTrainingSetsDoNotLeakTheirLabelsThroughTheAccuracySlots) {
   // Model 0's quality is a coin flip independent of the query: no feature can honestly predict it.
   std::mt19937_64 rng(4);
@@ -694,10 +691,11 @@ TEST(RouterWords, TfIdfRidgeAndFoldsMatchADenseComputation) {
     for (std::size_t fold = 0; fold < kFolds; ++fold) {
       std::vector<std::size_t> rows;
       for (std::size_t i = 0; i < n; ++i)
-        if (i % kFolds != fold) rows.push_back(i);
+        if (fold_of(outcomes[i].signals.query.text) != fold) rows.push_back(i);
       for (std::size_t m = 0; m < 2; ++m) {
         const auto w = dense_ridge(m, rows, alpha);
-        for (std::size_t i = fold; i < n; i += kFolds) fold_prediction[i][m] = predict(w, i);
+        for (std::size_t i = 0; i < n; ++i)
+          if (fold_of(outcomes[i].signals.query.text) == fold) fold_prediction[i][m] = predict(w, i);
       }
     }
     double error = 0;
@@ -1007,6 +1005,9 @@ TEST(RouterFile, DamagedOrForeignFilesAreClearErrors) {
   expect_refused(edited([](auto& k) { k["fit"]["words"]["weight"].erase(0); }), "weights one short", "weight");
   expect_refused(edited([](auto& k) { k["fit"]["words"]["idf"][0] = "x"; }), "a string as idf", "idf");
   expect_refused(edited([](auto& k) { k["fit"]["words"]["tiers"] = 5; }), "more tiers than models", "tiers");
+  expect_refused(edited([](auto& k) { k["fit"]["words"]["tiers"] = 1; }), "fewer tiers than models", "tiers");
+  expect_refused(edited([](auto& k) { k["fit"]["words"]["idf"][0] = 0; }), "an idf below 1", "idf");
+  expect_refused(edited([](auto& k) { k["fit"]["words"]["weight"][0] = 1e300; }), "a weight beyond float", "weight");
   expect_refused(edited([](auto& k) { k["version"] = "1"; }), "version as a string");
   expect_refused(edited([](auto& k) { k["format"] = "ruvllm-attention"; }), "foreign format", "format");
   expect_refused(good.substr(0, good.size() / 2), "truncated JSON", "malformed");
