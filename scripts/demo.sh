@@ -21,8 +21,8 @@ router_toml="file = \"\"   # routing off: ../shared/data is absent, every reques
 if [[ -d $router_data ]]; then
   echo "== 2. The router: FastGRNN trained on RouteLLM's real outcomes (Mixtral-8x7B vs GPT-4 on MMLU + GSM8K);"
   echo "      the pipeline maps the weak model to LFM2-350M and the strong one to LFM2-1.2B"
-  echo "      (calibrated to send 34 % of queries up: the share at which it recovers half of the quality gap"
-  echo "      between the two on RouteLLM's test split, CPT(50 %) = 0.34); its context and retrieval heads"
+  echo "      (calibrated to send 27 % of queries up: the share at which it recovers half of the quality gap"
+  echo "      between the two on RouteLLM's test split, CPT(50 %) = 0.27); its context and retrieval heads"
   echo "      learn from evidence rows: how much of HotpotQA's and Cranfield's gold evidence each context holds"
   evidence=yes
   [[ -d ../shared/data/qa/hotpotqa-100 && -d ../shared/data/ir/cranfield ]] || evidence=no
@@ -34,12 +34,12 @@ if [[ -d $router_data ]]; then
       scripts/make-evidence.sh build/evidence >/dev/null
       $ruvllm router train --data $router_data --evidence build/evidence/evidence-train.jsonl \
         --out $demo/router.json >/dev/null
-      $ruvllm router calibrate --data $router_data --model $demo/router.json --largest-share 0.34 \
+      $ruvllm router calibrate --data $router_data --model $demo/router.json --largest-share 0.27 \
         --evidence build/evidence/evidence-calibrate.jsonl 2>/dev/null | grep -E '^(threshold|evidence coverage)'
     else
       echo "      (../shared/data/qa or ir is absent: the context heads stay untrained, every context at full size)"
       $ruvllm router train --data $router_data --out $demo/router.json >/dev/null
-      $ruvllm router calibrate --data $router_data --model $demo/router.json --largest-share 0.34 2>/dev/null |
+      $ruvllm router calibrate --data $router_data --model $demo/router.json --largest-share 0.27 2>/dev/null |
         grep -E '^threshold'
     fi
   fi
