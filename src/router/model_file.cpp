@@ -148,11 +148,6 @@ Router Router::load(const std::string& path) {
                 " keeps the accuracy table this build replaced with a word model; retrain the router (ruvllm router "
                 "train)");
   }
-  if (j["version"].get<int>() < 2) {
-    throw Error(path + ": router file version " + std::to_string(j["version"].get<int>()) +
-                " keeps the accuracy table this build replaced with a word model; retrain the router (ruvllm router "
-                "train)");
-  }
   try {
     if (!j.contains("ladder") || !j["ladder"].is_object() || !j.contains("shape") || !j["shape"].is_object()) {
       throw Error("router file: \"ladder\" and \"shape\" must be objects");
