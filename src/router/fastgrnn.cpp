@@ -435,12 +435,11 @@ double Router::loss(const std::vector<Outcome>& outcomes, const TrainParams& par
                     std::vector<double>* gradient) const {
   if (outcomes.empty()) throw Error("router: no outcomes");
   const Layout L(shape_, ladder_.models.size(), ladder_.context_bins.size());
-  const FeatureFit fit = impl_->fitted ? impl_->fit : fit_features(outcomes, ladder_.models.size(), params.seed);
+  // Untrained: the features as training would see them (out of fold); trained: as decide() does.
+  std::vector<FeatureVector> raw;
+  const FeatureFit fit = impl_->fitted ? impl_->fit : fit_features(outcomes, ladder_.models.size(), params.seed, &raw);
   std::vector<FeatureVector> X;
   std::vector<Labels> Y;
-  // Untrained: the features as training would see them (out of fold); trained: as decide() does.
-  const std::vector<FeatureVector> raw =
-      impl_->fitted ? std::vector<FeatureVector>{} : out_of_fold_features(fit, outcomes);
   for (std::size_t i = 0; i < outcomes.size(); ++i) {
     Labels y = make_labels(outcomes[i], ladder_, params);
     if (!y.labelled()) continue;
@@ -461,21 +460,20 @@ TrainReport Router::train(const std::vector<Outcome>& outcomes, const TrainParam
   }
   const Layout L(shape_, ladder_.models.size(), ladder_.context_bins.size());
   auto impl = std::make_shared<Impl>();
-  impl->fit = fit_features(outcomes, ladder_.models.size(), p.seed);
+  std::vector<FeatureVector> rows;  // the training rows' features, out of fold, as the fit computed them
+  impl->fit = fit_features(outcomes, ladder_.models.size(), p.seed, &rows);
+  for (FeatureVector& x : rows) x = normalise(impl->fit, x);
   impl->fitted = true;
   std::vector<FeatureVector> X;
   std::vector<Labels> Y;
-  {
-    const std::vector<FeatureVector> all = router::training_features(impl->fit, outcomes);
-    for (std::size_t i = 0; i < outcomes.size(); ++i) {
-      Labels y = make_labels(outcomes[i], ladder_, p);
-      if (!y.labelled()) continue;
-      impl->context_trained |= y.context >= 0;
-      impl->retrieval_trained |= y.retrieval >= 0;
-      impl->sampling_trained |= std::isfinite(y.temperature) || std::isfinite(y.top_p);
-      X.push_back(all[i]);
-      Y.push_back(y);
-    }
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    Labels y = make_labels(outcomes[i], ladder_, p);
+    if (!y.labelled()) continue;
+    impl->context_trained |= y.context >= 0;
+    impl->retrieval_trained |= y.retrieval >= 0;
+    impl->sampling_trained |= std::isfinite(y.temperature) || std::isfinite(y.top_p);
+    X.push_back(rows[i]);
+    Y.push_back(y);
   }
   const auto with_model = std::count_if(Y.begin(), Y.end(), [](const Labels& y) { return y.model >= 0; });
   if (with_model == 0) throw Error("router: no training outcome has a trial of a ladder model");

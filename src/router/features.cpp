@@ -400,7 +400,21 @@ FeatureVector normalise(const FeatureFit& fit, const FeatureVector& raw) {
   return out;
 }
 
-FeatureFit fit_features(const std::vector<Outcome>& outcomes, std::size_t tiers, uint64_t seed) {
+namespace {
+// Raw features with the accuracy slots replaced by the given (out-of-fold) predictions.
+std::vector<FeatureVector> with_accuracy(const FeatureFit& fit, const std::vector<Outcome>& outcomes,
+                                         const std::vector<std::array<float, kMaxTiers>>& accuracy) {
+  std::vector<FeatureVector> out(outcomes.size());
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    out[i] = raw_features(fit, outcomes[i].signals);
+    std::copy(accuracy[i].begin(), accuracy[i].end(), out[i].begin() + kAccuracy);
+  }
+  return out;
+}
+}  // namespace
+
+FeatureFit fit_features(const std::vector<Outcome>& outcomes, std::size_t tiers, uint64_t seed,
+                        std::vector<FeatureVector>* training_raw) {
   FeatureFit fit;
   std::vector<const std::vector<float>*> rows;
   for (const Outcome& o : outcomes) {
@@ -429,9 +443,8 @@ FeatureFit fit_features(const std::vector<Outcome>& outcomes, std::size_t tiers,
   fit.shift.assign(kFeatures, 0.0f);
   fit.scale.assign(kFeatures, 1.0f);
   std::vector<double> mean(kFeatures, 0.0), sq(kFeatures, 0.0);
-  for (std::size_t r = 0; r < outcomes.size(); ++r) {
-    FeatureVector raw = raw_features(fit, outcomes[r].signals);
-    std::copy(accuracy[r].begin(), accuracy[r].end(), raw.begin() + kAccuracy);
+  std::vector<FeatureVector> raws = with_accuracy(fit, outcomes, accuracy);
+  for (const FeatureVector& raw : raws) {
     for (std::size_t i = 0; i < kFeatures; ++i) mean[i] += raw[i], sq[i] += static_cast<double>(raw[i]) * raw[i];
   }
   const double n = static_cast<double>(std::max<std::size_t>(outcomes.size(), 1));
@@ -441,17 +454,12 @@ FeatureFit fit_features(const std::vector<Outcome>& outcomes, std::size_t tiers,
     // A slot that never varied in training carries no information: it is zeroed, not amplified.
     fit.scale[i] = sd > 1e-6 ? static_cast<float>(1 / sd) : 0.0f;
   }
+  if (training_raw) *training_raw = std::move(raws);
   return fit;
 }
 
 std::vector<FeatureVector> out_of_fold_features(const FeatureFit& fit, const std::vector<Outcome>& outcomes) {
-  const std::vector<std::array<float, kMaxTiers>> accuracy = out_of_fold_accuracy(fit.words, outcomes);
-  std::vector<FeatureVector> out(outcomes.size());
-  for (std::size_t i = 0; i < outcomes.size(); ++i) {
-    out[i] = raw_features(fit, outcomes[i].signals);
-    std::copy(accuracy[i].begin(), accuracy[i].end(), out[i].begin() + kAccuracy);
-  }
-  return out;
+  return with_accuracy(fit, outcomes, out_of_fold_accuracy(fit.words, outcomes));
 }
 
 std::vector<FeatureVector> training_features(const FeatureFit& fit, const std::vector<Outcome>& outcomes) {

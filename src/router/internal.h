@@ -59,8 +59,10 @@ FeatureVector raw_features(const FeatureFit& fit, const Signals& s);
 // without its fold (fold_of), so no row's slots depend on its own label.
 std::vector<FeatureVector> out_of_fold_features(const FeatureFit& fit, const std::vector<Outcome>& outcomes);
 FeatureVector normalise(const FeatureFit& fit, const FeatureVector& raw);
-// Fits PCA, clusters and the word model, then the normalisation on the training rows' features.
-FeatureFit fit_features(const std::vector<Outcome>& outcomes, std::size_t tiers, uint64_t seed);
+// Fits PCA, clusters and the word model, then the normalisation on the training rows' features;
+// `training_raw` (optional) receives those features, as out_of_fold_features would compute them.
+FeatureFit fit_features(const std::vector<Outcome>& outcomes, std::size_t tiers, uint64_t seed,
+                        std::vector<FeatureVector>* training_raw = nullptr);
 // Training rows' normalised features (out-of-fold accuracy slots), in order.
 std::vector<FeatureVector> training_features(const FeatureFit& fit, const std::vector<Outcome>& outcomes);
 std::size_t nearest(const std::vector<float>& centroids, std::size_t k, const std::vector<float>& v);
