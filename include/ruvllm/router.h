@@ -132,12 +132,15 @@ struct TrainParams {
   std::size_t batch = 64;
   double learning_rate = 3e-3;
   // Prior precision on the matrices: the mean loss adds l2/rows · ½‖W‖² (rows: labelled training
-  // rows), a MAP estimate's weight decay. 10 is 1e-2 per row on the 1,000-row RouterBench sets
-  // (less overfits them) and 8e-4 on RouteLLM's 12,288 (more underfits them).
-  double l2 = 10;
-  double sparsity = 0.5;                        // share of W1, W2, U1, U2 entries set to zero
-  double lambda_latency = 0, mu_cost = 0;       // U = quality − λ·latency_ms − μ·cost
-  double epsilon = 0.02;                        // context bin: the smallest within ε of the best U
+  // rows), a MAP estimate's weight decay. 5 by 5-fold cross-validation on the training splits of the
+  // three outcome sets (docs/router.md): 5.6e-3 per row on RouterBench's ~890, 4e-4 on RouteLLM's 12,288.
+  double l2 = 5;
+  double sparsity = 0.5;                   // share of W1, W2, U1, U2 entries set to zero
+  double lambda_latency = 0, mu_cost = 0;  // U = quality − λ·latency_ms − μ·cost
+  double epsilon = 0.02;                   // context bin: the smallest within ε of the best U
+  // Models tied at the best U share the model head's target (it then learns the expected gain of a
+  // larger model); false: the tie goes to the cheaper model, as the utility label does.
+  bool share_ties = true;
   double evidence_share = 0.3;                  // of the loss, carried by model-free (evidence) rows
   double alpha = 0.1, beta = 0.1, gamma = 0.2;  // temperature, top_p and confidence loss weights
   bool curriculum = true;                       // clear examples (large utility margin) first
@@ -230,7 +233,7 @@ struct OperatingPoint {
 
 struct Evaluation {
   std::string router;
-  double accuracy = 0;  // decisions at the default threshold equal to the utility oracle's
+  double accuracy = 0;  // share of decisions at the default threshold whose model has the best U (ties count)
   double apgr = std::numeric_limits<double>::quiet_NaN();   // 2-model ladders: area under PGR over
   double cpt50 = std::numeric_limits<double>::quiet_NaN();  // the share of largest-model calls, and
   double cpt80 = std::numeric_limits<double>::quiet_NaN();  // the share needed for 50 % / 80 % PGR
@@ -252,7 +255,7 @@ Evaluation evaluate(const Policy& policy, const std::vector<Outcome>& test, cons
                     double default_threshold = 0.5, double lambda_latency = 0, double mu_cost = 0);
 Policy router_policy(std::shared_ptr<const Router> router);
 // Baselines on the router's features: multinomial logistic regression and kNN (cosine), both
-// fitted on `train` with the router's utility labels; random; always one model.
+// fitted on `train` with the router's model-head targets (params.share_ties); random; always one model.
 Policy logistic_policy(std::shared_ptr<const Router> features_from, const std::vector<Outcome>& train,
                        const TrainParams& params);
 Policy knn_policy(std::shared_ptr<const Router> features_from, const std::vector<Outcome>& train,

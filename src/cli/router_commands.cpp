@@ -159,7 +159,7 @@ struct EvalOptions {
   std::string model, split = "test", train_split = "train", out = "build/bench/router";
   std::size_t k = 25;
   double coverage = NAN;
-  bool baselines = true;
+  bool baselines = true, share_ties = true;
 };
 
 std::string fmt(double v, const char* f = "%.3f") {
@@ -275,6 +275,7 @@ void eval(const EvalOptions& o) {
   if (o.baselines) {
     const auto train = load_split(o.data, ladder, o.train_split, *embedder);
     router::TrainParams tp;
+    tp.share_ties = o.share_ties;
     std::fprintf(stderr, "fitting the baselines on %s\n", o.train_split.c_str());
     policies.push_back(router::logistic_policy(as_float, train, tp));
     policies.push_back(router::knn_policy(as_float, train, tp, o.k));
@@ -544,6 +545,8 @@ void add_router_commands(CLI::App& app) {
   train_cmd->add_option("--mu", t->train.mu_cost, "Utility: penalty per dollar of cost")->capture_default_str();
   train_cmd->add_option("--seed", t->train.seed, "Initial weights and shuffles")->capture_default_str();
   train_cmd->add_flag("!--no-curriculum", t->train.curriculum, "Train on all examples from the first epoch");
+  train_cmd->add_flag("!--ties-to-cheaper", t->train.share_ties,
+                      "Model head target: a tie at the best utility goes to the cheaper model (default: shared)");
   train_cmd->add_flag("--all-models", t->all_models,
                       "Keep models that a cheaper model beats on mean training quality (default: the frontier only)");
   train_cmd->add_flag("--float", t->float_only, "Keep float32 weights (default: int8 after training)");
@@ -560,6 +563,8 @@ void add_router_commands(CLI::App& app) {
   eval_cmd->add_option("--k", e->k, "Neighbours of the kNN baseline")->capture_default_str();
   eval_cmd->add_option("--out", e->out, "Folder for the JSON and markdown report")->capture_default_str();
   eval_cmd->add_flag("!--no-baselines", e->baselines, "Skip the logistic and kNN baselines");
+  eval_cmd->add_flag("!--ties-to-cheaper", e->share_ties,
+                     "Baselines' target: a tie at the best utility goes to the cheaper model (as train's flag)");
   eval_cmd->callback([e] { eval(*e); });
 
   auto v = std::make_shared<EvidenceOptions>();

@@ -10,39 +10,41 @@
 namespace ruvllm::router {
 namespace {
 
-struct Table {  // per test row and model: quality and cost (of the model's best trial)
+struct Table {  // per test row and model: quality, cost and utility (of the model's best trial)
   std::vector<const Outcome*> rows;
-  std::vector<double> quality, cost;
-  std::vector<int> label;
+  std::vector<double> quality, cost, utility;
 };
 
 Table tabulate(const std::vector<Outcome>& test, const Ladder& ladder, double lambda, double mu) {
   const std::size_t n = ladder.models.size();
   Table t;
   for (const Outcome& o : test) {
-    std::vector<double> q(n, -1), c(n, 0);
+    std::vector<double> q(n, -1), c(n, 0), u(n, -1e300);
     for (const Trial& tr : o.trials) {
       if (tr.model == kAnyModel) continue;  // evidence settings: no model's answer
       if (tr.model >= n) throw Error("router: outcome " + o.id + " names a model outside the ladder");
       if (tr.quality > q[tr.model]) q[tr.model] = tr.quality, c[tr.model] = std::isfinite(tr.cost) ? tr.cost : 0;
+      u[tr.model] = std::max(u[tr.model], utility(tr, lambda, mu));
     }
     if (std::any_of(q.begin(), q.end(), [](double x) { return x < 0; })) continue;
     t.rows.push_back(&o);
     t.quality.insert(t.quality.end(), q.begin(), q.end());
     t.cost.insert(t.cost.end(), c.begin(), c.end());
-    t.label.push_back(utility_label(o, ladder, lambda, mu));
+    t.utility.insert(t.utility.end(), u.begin(), u.end());
   }
   if (t.rows.empty()) throw Error("router: no test outcome has a trial of every ladder model");
   return t;
 }
 
-std::vector<int> labels_of(const std::vector<Outcome>& train, const Ladder& ladder, const TrainParams& p,
-                           std::vector<std::size_t>& used) {
-  std::vector<int> y;
+// The model head's targets of the model-labelled training rows (TrainParams::share_ties), so that the
+// baselines learn what the router learns; `used` gets their indices in `train`.
+std::vector<std::array<double, kMaxTiers>> targets_of(const std::vector<Outcome>& train, const Ladder& ladder,
+                                                      const TrainParams& p, std::vector<std::size_t>& used) {
+  std::vector<std::array<double, kMaxTiers>> y;
   for (std::size_t i = 0; i < train.size(); ++i) {
-    const int label = make_labels(train[i], ladder, p).model;
-    if (label < 0) continue;
-    y.push_back(label);
+    const Labels labels = make_labels(train[i], ladder, p);
+    if (labels.model < 0) continue;
+    y.push_back(labels.target);
     used.push_back(i);
   }
   if (y.empty()) throw Error("router: no training outcome has a trial of a ladder model");
@@ -82,21 +84,27 @@ Evaluation evaluate(const Policy& policy, const std::vector<Outcome>& test, cons
   e.quality = at.quality;
   e.cost = at.cost;
   e.largest_share = at.largest_share;
-  double q_largest = 0, q_smallest = 0, correct = 0, labelled = 0;
+  double q_largest = 0, q_smallest = 0, correct = 0;
   for (std::size_t i = 0; i < rows; ++i) {
     q_largest += t.quality[i * n + largest];
     q_smallest += t.quality[i * n];
-    if (t.label[i] >= 0) {
-      labelled += 1;
-      correct += static_cast<int>(tier_for(&p[i * n], n, default_threshold)) == t.label[i];
-    }
+    const double* u = &t.utility[i * n];
+    correct += u[tier_for(&p[i * n], n, default_threshold)] >= *std::max_element(u, u + n) - 1e-12;
   }
   q_largest /= static_cast<double>(rows);
   q_smallest /= static_cast<double>(rows);
-  e.accuracy = labelled > 0 ? correct / labelled : 0;
+  e.accuracy = correct / static_cast<double>(rows);
   e.regret = q_largest - e.quality;
-  for (int k = 0; k <= 50; ++k) e.curve.push_back(point(k / 50.0));
-  e.curve.push_back(point(1.0 + 1e-9));
+  // The operating curve: every 0.001 of threshold (the cost–quality summaries read their best point
+  // from it; a 0.02 grid missed whole regions of routers whose probabilities sit close together),
+  // kept only where the operating point changes.
+  for (int k = 0; k <= 1001; ++k) {
+    const OperatingPoint op = point(k <= 1000 ? k / 1000.0 : 1.0 + 1e-9);
+    if (e.curve.empty() || op.largest_share != e.curve.back().largest_share || op.quality != e.curve.back().quality ||
+        op.cost != e.curve.back().cost) {
+      e.curve.push_back(op);
+    }
+  }
 
   if (n == 2 && q_largest != q_smallest) {
     // Calls go to the strong model in descending P(strong); equal scores form one group whose
@@ -145,7 +153,7 @@ Policy logistic_policy(std::shared_ptr<const Router> features_from, const std::v
                        const TrainParams& params) {
   const std::size_t n = features_from->ladder().models.size(), F = kFeatures + 1;
   std::vector<std::size_t> used;
-  const std::vector<int> y = labels_of(train, features_from->ladder(), params, used);
+  const auto y = targets_of(train, features_from->ladder(), params, used);
   const std::vector<FeatureVector> all = features_from->training_features(train);
   std::vector<double> w(n * F, 0.0), g(n * F), m1(n * F, 0.0), m2(n * F, 0.0);
   // The prior's precision spread over the rows it learns from, as the router's.
@@ -172,7 +180,7 @@ Policy logistic_policy(std::shared_ptr<const Router> features_from, const std::v
         double sum = 0;
         for (std::size_t m = 0; m < n; ++m) sum += prob[m] = std::exp(logits[m] - hi);
         for (std::size_t m = 0; m < n; ++m) {
-          const double d = (prob[m] / sum - (static_cast<int>(m) == y[r] ? 1 : 0)) / static_cast<double>(count);
+          const double d = (prob[m] / sum - y[r][m]) / static_cast<double>(count);
           for (std::size_t f = 0; f < kFeatures; ++f) g[m * F + f] += d * x[f];
           g[m * F + kFeatures] += d;
         }
@@ -205,7 +213,7 @@ Policy knn_policy(std::shared_ptr<const Router> features_from, const std::vector
                   const TrainParams& params, std::size_t k) {
   const std::size_t n = features_from->ladder().models.size();
   std::vector<std::size_t> used;
-  const std::vector<int> y = labels_of(train, features_from->ladder(), params, used);
+  const auto y = targets_of(train, features_from->ladder(), params, used);
   const std::vector<FeatureVector> all = features_from->training_features(train);
   std::vector<FeatureVector> X;
   for (std::size_t i : used) X.push_back(all[i]);
@@ -226,7 +234,8 @@ Policy knn_policy(std::shared_ptr<const Router> features_from, const std::vector
                                 return a.first > b.first || (a.first == b.first && a.second < b.second);
                               });
             std::vector<float> p(n, 0.5f);  // add-½ smoothing
-            for (std::size_t j = 0; j < k; ++j) p[static_cast<std::size_t>(y[sim[j].second])] += 1;
+            for (std::size_t j = 0; j < k; ++j)
+              for (std::size_t m = 0; m < n; ++m) p[m] += static_cast<float>(y[sim[j].second][m]);
             const float total = static_cast<float>(k) + 0.5f * static_cast<float>(n);
             for (float& v : p) v /= total;
             return p;

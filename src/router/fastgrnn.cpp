@@ -125,7 +125,10 @@ std::size_t argmax(const double* p, std::size_t n) { return static_cast<std::siz
 double example_loss(const Layout& L, const double* th, const FeatureVector& x, const Labels& y, const TrainParams& p,
                     Trace& tr, double* g, double scale) {
   forward(L, th, x, tr);
-  double loss = y.model >= 0 ? -std::log(std::max(tr.pm[y.model], 1e-300)) : 0;  // < 0: an evidence row
+  double loss = 0;  // y.model < 0: an evidence row, no model head term
+  if (y.model >= 0)
+    for (std::size_t k = 0; k < L.N; ++k)
+      if (y.target[k] > 0) loss -= y.target[k] * std::log(std::max(tr.pm[k], 1e-300));
   if (y.context >= 0) loss -= std::log(std::max(tr.pc[y.context], 1e-300));
   if (y.retrieval >= 0) loss -= std::log(std::max(tr.pr[y.retrieval], 1e-300));
   if (std::isfinite(y.temperature)) loss += p.alpha * smooth_l1(tr.temp - y.temperature);
@@ -143,9 +146,11 @@ double example_loss(const Layout& L, const double* th, const FeatureVector& x, c
 
   const double* h = tr.h[L.T];
   double dh[kMaxHidden] = {};
-  auto head_back = [&](std::size_t A, std::size_t bias, std::size_t n, const double* pr, int label) {
+  // Cross-entropy against a target distribution: the one-hot label, or the model head's target.
+  auto head_back = [&](std::size_t A, std::size_t bias, std::size_t n, const double* pr, int label,
+                       const double* target = nullptr) {
     for (std::size_t k = 0; k < n; ++k) {
-      const double d = scale * (pr[k] - (static_cast<int>(k) == label ? 1 : 0));
+      const double d = scale * (pr[k] - (target ? target[k] : static_cast<int>(k) == label ? 1 : 0));
       g[bias + k] += d;
       for (std::size_t i = 0; i < L.H; ++i) {
         g[A + k * L.H + i] += d * h[i];
@@ -153,7 +158,7 @@ double example_loss(const Layout& L, const double* th, const FeatureVector& x, c
       }
     }
   };
-  if (y.model >= 0) head_back(L.Am, L.am, L.N, tr.pm, y.model);
+  if (y.model >= 0) head_back(L.Am, L.am, L.N, tr.pm, y.model, y.target.data());
   if (y.context >= 0) head_back(L.Ac, L.ac, L.C, tr.pc, y.context);
   if (y.retrieval >= 0) head_back(L.Ar, L.ar, kRetrievalHeads, tr.pr, y.retrieval);
   auto affine_back = [&](std::size_t w, std::size_t b, double d) {
@@ -302,14 +307,16 @@ Layout::Layout(const RouterShape& s, std::size_t models, std::size_t context_bin
   total = at;
 }
 
+double utility(const Trial& t, double lambda_latency, double mu_cost) {
+  return t.quality - (std::isfinite(t.latency_ms) ? lambda_latency * t.latency_ms : 0) -
+         (std::isfinite(t.cost) ? mu_cost * t.cost : 0);
+}
+
 Labels make_labels(const Outcome& o, const Ladder& ladder, const TrainParams& p) {
   Labels y;
   const std::size_t n = ladder.models.size();
   std::vector<double> best_u(n, -1e300);
-  auto utility = [&](const Trial& t) {
-    return t.quality - (std::isfinite(t.latency_ms) ? p.lambda_latency * t.latency_ms : 0) -
-           (std::isfinite(t.cost) ? p.mu_cost * t.cost : 0);
-  };
+  auto utility = [&](const Trial& t) { return router::utility(t, p.lambda_latency, p.mu_cost); };
   bool model_free = false;
   for (const Trial& t : o.trials) {
     if (t.model == kAnyModel) {
@@ -351,6 +358,20 @@ Labels make_labels(const Outcome& o, const Ladder& ladder, const TrainParams& p)
     return y;
   }
   y.margin = second > -1e299 ? first - second : 1;
+  // The model head's target. Shared ties: the models tied at the best U share it equally, so that
+  // P(model) learns P(best) + ½·P(tied for best) and, on two models, P(strong) = ½ + ½·E[q_s − q_w]:
+  // the expected gain of the call, the order APGR rewards. A one-hot "strictly better" label learns
+  // P(strong strictly better) instead, which cannot tell a query the weak model fails on from one it
+  // ties on. Without sharing: all of it on y.model (ties to the cheaper model).
+  std::size_t tied = 0;
+  for (std::size_t m = 0; m < n; ++m) tied += p.share_ties && best_u[m] > -1e299 && best_u[m] >= first - 1e-12;
+  for (std::size_t m = 0; m < n; ++m) {
+    if (!p.share_ties) {
+      y.target[m] = static_cast<int>(m) == y.model ? 1 : 0;
+    } else if (best_u[m] > -1e299 && best_u[m] >= first - 1e-12) {
+      y.target[m] = 1 / static_cast<double>(tied);
+    }
+  }
   // Context bin and retrieval: the cheapest setting of the chosen model within ε of its best
   // (trials of the chosen model that record them take precedence over model-free ones).
   double best_ctx = -1e300, best_ret = -1e300;
@@ -479,11 +500,14 @@ TrainReport Router::train(const std::vector<Outcome>& outcomes, const TrainParam
   if (with_model == 0) throw Error("router: no training outcome has a trial of a ladder model");
   weigh_evidence(Y, p.evidence_share);
   std::vector<double> th = theta_;
-  {  // the model head starts at the label prior
+  {  // the model head starts at the targets' prior
     std::vector<double> count(L.N, 1.0);
     double total = static_cast<double>(L.N);
-    for (const Labels& y : Y)
-      if (y.model >= 0) count[static_cast<std::size_t>(y.model)] += 1, total += 1;
+    for (const Labels& y : Y) {
+      if (y.model < 0) continue;
+      for (std::size_t m = 0; m < L.N; ++m) count[m] += y.target[m];
+      total += 1;
+    }
     for (std::size_t m = 0; m < L.N; ++m) th[L.am + m] = std::log(count[m] / total);
   }
   if (with_model < static_cast<std::ptrdiff_t>(Y.size())) {  // evidence rows: which slots the model rows left fixed

@@ -86,10 +86,13 @@ struct Labels {
   double temperature = std::numeric_limits<double>::quiet_NaN(), top_p = std::numeric_limits<double>::quiet_NaN();
   std::array<double, kMaxTiers> quality = nan_tiers();  // best quality per model, NaN = no trial
   double best_quality = -1;
-  double margin = 0;  // best U − second best U: the curriculum's clarity
-  double weight = 1;  // evidence rows: TrainParams::evidence_share of the loss
+  double margin = 0;                       // best U − second best U: the curriculum's clarity
+  std::array<double, kMaxTiers> target{};  // the model head's: sums to 1 when model ≥ 0 (make_labels)
+  double weight = 1;                       // evidence rows: TrainParams::evidence_share of the loss
   bool labelled() const { return model >= 0 || context >= 0 || retrieval >= 0; }
 };
+// U = quality − λ·latency − μ·cost of one trial (an unknown latency or cost counts as 0).
+double utility(const Trial& t, double lambda_latency, double mu_cost);
 Labels make_labels(const Outcome& o, const Ladder& ladder, const TrainParams& p);
 void weigh_evidence(std::vector<Labels>& Y, double share);
 

@@ -174,9 +174,13 @@ TEST(RouterCli, EvidenceRowsTrainAndEvaluateTheContextHeads) {
     double best = 0;
     for (const auto& s : j["settings"]) {
       best = std::max(best, s["quality"].get<double>());
-      if (s["retrieval"] == "none") EXPECT_EQ(s["quality"], 0);
+      if (s["retrieval"] == "none") {
+        EXPECT_EQ(s["quality"], 0);
+      }
     }
-    if (j["id"].get<std::string>()[0] == 'm') EXPECT_EQ(best, 0) << line;  // evidence not in memory
+    if (j["id"].get<std::string>()[0] == 'm') {
+      EXPECT_EQ(best, 0) << line;  // evidence not in memory
+    }
     found += best > 0;
   }
   EXPECT_EQ(rows, 16u);
@@ -211,8 +215,12 @@ TEST(RouterCli, EvidenceRowsTrainAndEvaluateTheContextHeads) {
   for (const auto& p : report["evidence"]) {
     EXPECT_EQ(p["rows"], 16);
     const std::string name = p["policy"];
-    if (name.starts_with("naive")) EXPECT_NEAR(p["recall"].get<double>(), naive, 1e-9);
-    if (name.starts_with("untrained")) EXPECT_NEAR(p["recall"].get<double>(), graph, 1e-9);
+    if (name.starts_with("naive")) {
+      EXPECT_NEAR(p["recall"].get<double>(), naive, 1e-9);
+    }
+    if (name.starts_with("untrained")) {
+      EXPECT_NEAR(p["recall"].get<double>(), graph, 1e-9);
+    }
   }
   // Calibration: the smallest coverage on the grid whose contexts hold the naive flow's evidence.
   const auto cal =

@@ -149,8 +149,17 @@ Policy oracle_policy(std::size_t models) {
           }};
 }
 
+// The task's utility counts cost (μ = 1 per dollar of 0.001·10^m): the cheapest correct model is
+// then the only best one, and not merely the tie-break among the correct ones.
+constexpr double kTaskMu = 1;
+
+Evaluation evaluate_task(const Policy& policy, const std::vector<Outcome>& test, const Ladder& ladder) {
+  return evaluate(policy, test, ladder, 0.5, 0, kTaskMu);
+}
+
 TrainParams task_params() {
   TrainParams p;
+  p.mu_cost = kTaskMu;
   p.epochs = 24;
   p.batch = 32;
   p.learning_rate = 1e-2;
@@ -482,8 +491,8 @@ TEST(RouterTraining, EvidenceRowsTrainTheContextAndRetrievalHeadsOnly) {
     EXPECT_EQ(r.decide(with).model, r.decide(without).model);
   }
   // And the model head still learned the task from the model rows.
-  const Evaluation e = evaluate(router_policy(std::make_shared<Router>(r)), base.test, r.ladder());
-  const Evaluation e0 = evaluate(router_policy(base.router), base.test, r.ladder());
+  const Evaluation e = evaluate_task(router_policy(std::make_shared<Router>(r)), base.test, r.ladder());
+  const Evaluation e0 = evaluate_task(router_policy(base.router), base.test, r.ladder());
   EXPECT_GE(e.accuracy, e0.accuracy - 0.05);
 
   // Saved and loaded: the same decisions, the model view and coverage included.
@@ -560,9 +569,9 @@ TEST(RouterTraining, SmallTrainingSetsDoNotLeakTheirLabelsThroughTheAccuracySlot
   const auto train = task.outcomes(10, 60, "t"), held_out = task.outcomes(11, 300, "h");
   auto small =
       std::make_shared<Router>(ladder_of(3), RouterShape{.hidden = 8, .rank_w = 4, .rank_u = 2, .steps = 2}, 4);
-  small->train(train, {.epochs = 16, .batch = 16, .learning_rate = 1e-2});
-  const auto e = evaluate(router_policy(small), held_out, small->ladder());
-  const auto random = evaluate(random_policy(small->ladder()), held_out, small->ladder());
+  small->train(train, {.epochs = 16, .batch = 16, .learning_rate = 1e-2, .mu_cost = kTaskMu});
+  const auto e = evaluate_task(router_policy(small), held_out, small->ladder());
+  const auto random = evaluate_task(random_policy(small->ladder()), held_out, small->ladder());
   EXPECT_GT(e.accuracy, random.accuracy);
 }
 
@@ -734,21 +743,22 @@ TEST(RouterWords, AWordThatDecidesTheWinnerIsLearnedWhenTheEmbeddingCannotTell) 
       o.signals = random_signals(rng, unit_vector(rng, 16));
       const bool hard = rng() % 2;
       o.signals.query.text += hard ? " integral" : " parallel";  // same length: only the word tells
-      o.trials = {{.model = 0, .quality = hard ? 0.0 : 1.0}, {.model = 1, .quality = 1.0}};
+      // Costs 1 and 10 with μ = 0.01: model 0 is the one best choice where both answer.
+      o.trials = {{.model = 0, .quality = hard ? 0.0 : 1.0, .cost = 1}, {.model = 1, .quality = 1.0, .cost = 10}};
       out.push_back(o);
     }
     return out;
   };
   const auto train = make(400, "t"), test = make(300, "h");
   auto router = std::make_shared<Router>(ladder_of(2), RouterShape{.hidden = 8, .rank_w = 4, .rank_u = 2, .steps = 1});
-  router->train(train, {.epochs = 20, .batch = 32, .learning_rate = 1e-2});
-  const auto e = evaluate(router_policy(router), test, router->ladder());
-  const auto random = evaluate(random_policy(router->ladder()), test, router->ladder());
+  router->train(train, {.epochs = 20, .batch = 32, .learning_rate = 1e-2, .mu_cost = 0.01});
+  const auto e = evaluate(router_policy(router), test, router->ladder(), 0.5, 0, 0.01);
+  const auto random = evaluate(random_policy(router->ladder()), test, router->ladder(), 0.5, 0, 0.01);
   EXPECT_GE(e.accuracy, 0.95);
   EXPECT_LT(random.accuracy, 0.7);
 }
 
-TEST(RouterTraining, UtilityLabelIsTheArgmaxWithTiesToTheCheaperModel) {
+TEST(RouterTraining, UtilityLabelIsTheArgmaxWithTiesToTheCheaperModelAndTheTargetSharesTies) {
   std::mt19937_64 rng(8);
   const Ladder ladder = ladder_of(3);
   for (int i = 0; i < 200; ++i) {
@@ -773,7 +783,83 @@ TEST(RouterTraining, UtilityLabelIsTheArgmaxWithTiesToTheCheaperModel) {
       }
     }
     EXPECT_EQ(utility_label(o, ladder, lambda, mu), best) << i;
+    // The model head's target: shared equally by the models at the best U, or all on the label.
+    if (best < 0) continue;
+    TrainParams p;
+    p.lambda_latency = lambda;
+    p.mu_cost = mu;
+    std::array<bool, 3> at_best{};
+    double tied = 0;
+    for (const Trial& t : o.trials) {
+      const double u = t.quality - lambda * t.latency_ms - mu * t.cost;
+      if (u >= best_u - 1e-12 && !at_best[t.model]) at_best[t.model] = true, tied += 1;
+    }
+    const Labels shared = make_labels(o, ladder, p);
+    p.share_ties = false;
+    const Labels cheaper = make_labels(o, ladder, p);
+    for (std::size_t m = 0; m < 3; ++m) {
+      EXPECT_DOUBLE_EQ(shared.target[m], at_best[m] ? 1 / tied : 0) << i << " model " << m;
+      EXPECT_DOUBLE_EQ(cheaper.target[m], static_cast<int>(m) == best ? 1 : 0) << i << " model " << m;
+    }
   }
+}
+
+TEST(RouterTraining, TiesShareTheTargetSoTheModelHeadLearnsTheExpectedGain) {
+  // Two kinds of query, told apart by one word. "alpha": the strong model is better on 4 in 10 and
+  // they tie on the rest (expected gain 0.4). "beta": each model is better on half (expected gain
+  // 0). A one-hot "strictly better" label ranks beta first (0.5 > 0.4), though a strong call gains
+  // nothing there; the shared target learns ½ + ½·E[gain] and ranks alpha first.
+  std::mt19937_64 rng(31);
+  auto make = [&](std::size_t count, const std::string& prefix) {
+    std::vector<Outcome> out;
+    for (std::size_t i = 0; i < count; ++i) {
+      Outcome o;
+      o.id = prefix + std::to_string(i);
+      o.signals = random_signals(rng, unit_vector(rng, 16));
+      const bool alpha = i % 2 == 0;
+      const std::size_t j = (i / 2) % 10;
+      o.signals.query.text += alpha ? " alpha" : " beta";
+      // alpha: (weak, strong) = (0, 1) for j < 4, else (1, 1); beta: (1, 0) for j < 5, else (0, 1).
+      const double weak = alpha ? (j < 4 ? 0.0 : 1.0) : (j < 5 ? 1.0 : 0.0);
+      const double strong = alpha ? 1.0 : (j < 5 ? 0.0 : 1.0);
+      o.trials = {{.model = 0, .quality = weak}, {.model = 1, .quality = strong}};
+      out.push_back(o);
+    }
+    return out;
+  };
+  const auto train = make(600, "t"), test = make(200, "h");
+  // The expected target of each kind, counted from the training rows' own targets.
+  double target[2] = {0, 0}, rows[2] = {0, 0};
+  for (std::size_t i = 0; i < train.size(); ++i) {
+    target[i % 2] += make_labels(train[i], ladder_of(2), TrainParams{}).target[1];
+    rows[i % 2] += 1;
+  }
+  const double alpha_target = target[0] / rows[0], beta_target = target[1] / rows[1];
+  ASSERT_NEAR(alpha_target, 0.5 + 0.5 * 0.4, 1e-12);
+  ASSERT_NEAR(beta_target, 0.5, 1e-12);
+
+  auto mean_strong = [&](const Router& r, int kind) {
+    double sum = 0, n = 0;
+    for (std::size_t i = kind; i < test.size(); i += 2) sum += probabilities(r, r.features(test[i].signals))[1], ++n;
+    return sum / n;
+  };
+  const RouterShape shape{.hidden = 8, .rank_w = 4, .rank_u = 2, .steps = 1};
+  auto shared = std::make_shared<Router>(ladder_of(2), shape), cheaper = std::make_shared<Router>(ladder_of(2), shape);
+  shared->train(train, {.epochs = 20, .batch = 32, .learning_rate = 1e-2});
+  TrainParams hard{.epochs = 20, .batch = 32, .learning_rate = 1e-2};
+  hard.share_ties = false;
+  cheaper->train(train, hard);
+  EXPECT_NEAR(mean_strong(*shared, 0), alpha_target, 0.06);
+  EXPECT_NEAR(mean_strong(*shared, 1), beta_target, 0.06);
+  EXPECT_NEAR(mean_strong(*cheaper, 0), 0.4, 0.06);  // P(strictly better)
+  EXPECT_NEAR(mean_strong(*cheaper, 1), 0.5, 0.06);
+  // What that does to the calls: alpha first is the best order (PGR 1 at 40 % of the calls).
+  const auto e_shared = evaluate(router_policy(shared), test, shared->ladder());
+  const auto e_cheaper = evaluate(router_policy(cheaper), test, cheaper->ladder());
+  EXPECT_GT(e_shared.apgr, e_cheaper.apgr + 0.1);
+  // The baselines learn the same targets.
+  const auto logistic = evaluate(logistic_policy(shared, train, {.epochs = 20}), test, shared->ladder());
+  EXPECT_GT(logistic.apgr, e_cheaper.apgr + 0.1);
 }
 
 // ---- 3. the generated task ---------------------------------------------------------------------
@@ -782,9 +868,9 @@ TEST(RouterTask, BeatsRandomAndApproachesTheOracleOnTwoModels) {
   const Trained& t = trained(2);
   const Ladder& ladder = t.router->ladder();
   EXPECT_LT(t.report.final_loss, t.report.initial_loss);
-  const auto router = evaluate(router_policy(t.router), t.test, ladder);
-  const auto random = evaluate(random_policy(ladder), t.test, ladder);
-  const auto oracle = evaluate(oracle_policy(2), t.test, ladder);
+  const auto router = evaluate_task(router_policy(t.router), t.test, ladder);
+  const auto random = evaluate_task(random_policy(ladder), t.test, ladder);
+  const auto oracle = evaluate_task(oracle_policy(2), t.test, ladder);
   EXPECT_EQ(router.rows, t.test.size());
   EXPECT_EQ(oracle.accuracy, 1.0);
   EXPECT_GE(router.accuracy, 0.95);
@@ -798,12 +884,13 @@ TEST(RouterTask, BeatsRandomAndApproachesTheOracleOnTwoModels) {
   EXPECT_LE(router.cpt50, oracle.cpt50 + 0.05);
   EXPECT_LT(router.cpt50, random.cpt50);
   // The baselines on the same features learn it too (the task is separable).
-  const auto logistic = evaluate(logistic_policy(t.router, t.train, {.epochs = 20}), t.test, ladder);
-  const auto knn = evaluate(knn_policy(t.router, t.train, {}, 15), t.test, ladder);
+  const auto logistic =
+      evaluate_task(logistic_policy(t.router, t.train, {.epochs = 20, .mu_cost = kTaskMu}), t.test, ladder);
+  const auto knn = evaluate_task(knn_policy(t.router, t.train, {.mu_cost = kTaskMu}, 15), t.test, ladder);
   EXPECT_GT(logistic.accuracy, random.accuracy);
   EXPECT_GT(knn.accuracy, random.accuracy);
   // Always-largest: no regret, all calls to it.
-  const auto largest = evaluate(fixed_policy(1, ladder), t.test, ladder);
+  const auto largest = evaluate_task(fixed_policy(1, ladder), t.test, ladder);
   EXPECT_DOUBLE_EQ(largest.regret, 0.0);
   EXPECT_DOUBLE_EQ(largest.largest_share, 1.0);
   EXPECT_LT(router.cost, largest.cost);
@@ -812,9 +899,9 @@ TEST(RouterTask, BeatsRandomAndApproachesTheOracleOnTwoModels) {
 TEST(RouterTask, BeatsRandomAndApproachesTheOracleOnThreeModels) {
   const Trained& t = trained(3);
   const Ladder& ladder = t.router->ladder();
-  const auto router = evaluate(router_policy(t.router), t.test, ladder);
-  const auto random = evaluate(random_policy(ladder), t.test, ladder);
-  const auto oracle = evaluate(oracle_policy(3), t.test, ladder);
+  const auto router = evaluate_task(router_policy(t.router), t.test, ladder);
+  const auto random = evaluate_task(random_policy(ladder), t.test, ladder);
+  const auto oracle = evaluate_task(oracle_policy(3), t.test, ladder);
   EXPECT_TRUE(std::isnan(router.apgr));  // APGR is defined for two models
   EXPECT_EQ(oracle.accuracy, 1.0);
   EXPECT_GE(router.accuracy, 0.9);
@@ -1069,10 +1156,10 @@ TEST(RouterInt8, AgreesWithFloatOnTheGeneratedTask) {
       const FeatureVector x = f.features(t.test[i].signals);
       EXPECT_EQ(probabilities(q, x), probabilities(f, x));
     }
-    const auto ef = evaluate(router_policy(t.router), t.test, f.ladder());
+    const auto ef = evaluate_task(router_policy(t.router), t.test, f.ladder());
     auto q_ptr = std::make_shared<Router>(f);
     q_ptr->quantize();
-    const auto eq = evaluate(router_policy(q_ptr), t.test, f.ladder());
+    const auto eq = evaluate_task(router_policy(q_ptr), t.test, f.ladder());
     EXPECT_NEAR(eq.accuracy, ef.accuracy, 0.05);
     EXPECT_NE(eq.router, ef.router);  // "fastgrnn int8" and "fastgrnn"
   }
@@ -1557,19 +1644,44 @@ TEST(RouterEvaluate, ApgrAndOperatingPointsMatchABruteForceComputation) {
     quality += (strong ? r.q_strong : r.q_weak) / n;
     cost += (strong ? 10.0 : 1.0) / n;
     share += strong / n;
-    correct += strong == (r.q_strong > r.q_weak) ? 1 / n : 0;
+    correct += (strong ? r.q_strong : r.q_weak) >= std::max(r.q_strong, r.q_weak) ? 1 / n : 0;  // ties count
     q_strong += r.q_strong / n;
   }
   EXPECT_NEAR(e.quality, quality, 1e-12);
   EXPECT_NEAR(e.cost, cost, 1e-12);
   EXPECT_NEAR(e.largest_share, share, 1e-12);
   EXPECT_NEAR(e.accuracy, correct, 1e-12);
+  // With cost in the utility (μ = 0.01 per unit: 0.1 for the strong call) a tie is the weak model's,
+  // and a gain below 0.09 too.
+  double correct_with_cost = 0;
+  for (const Row& r : rows) {
+    const bool strong = r.p_strong >= 0.5;
+    const double u_strong = r.q_strong - 0.1, u_weak = r.q_weak - 0.01;
+    correct_with_cost += (strong ? u_strong : u_weak) >= std::max(u_strong, u_weak) ? 1 / n : 0;
+  }
+  EXPECT_NEAR(evaluate(policy, test, ladder, 0.5, 0, 0.01).accuracy, correct_with_cost, 1e-12);
+  EXPECT_NE(correct_with_cost, correct);  // the rows are such that cost changes the answer
   EXPECT_NEAR(e.regret, q_strong - quality, 1e-12);
   // The curve: thresholds 0, 0.02, …, 1 and one above 1 (never escalate).
-  ASSERT_EQ(e.curve.size(), 52u);
+  // The curve: the points of a 0.001 threshold grid (and one above 1: never escalate) where the
+  // operating point changes. Five distinct scores: six points, each the brute-force one at its threshold.
+  ASSERT_EQ(e.curve.size(), 6u);
+  EXPECT_EQ(e.curve.front().threshold, 0.0);
   EXPECT_DOUBLE_EQ(e.curve.front().largest_share, 1.0);
   EXPECT_DOUBLE_EQ(e.curve.back().largest_share, 0.0);
-  for (std::size_t k = 1; k < e.curve.size(); ++k) EXPECT_LE(e.curve[k].largest_share, e.curve[k - 1].largest_share);
+  for (std::size_t k = 0; k < e.curve.size(); ++k) {
+    const OperatingPoint& op = e.curve[k];
+    double q = 0, c = 0, sh = 0;
+    for (const Row& r : rows) {
+      const float pf = static_cast<float>(r.p_strong), p[] = {1 - pf, pf};  // as the policy gives them
+      const bool strong = tier_for(p, 2, op.threshold) == 1;
+      q += (strong ? r.q_strong : r.q_weak) / n, c += (strong ? 10.0 : 1.0) / n, sh += strong / n;
+    }
+    EXPECT_NEAR(op.quality, q, 1e-12) << op.threshold;
+    EXPECT_NEAR(op.cost, c, 1e-12) << op.threshold;
+    EXPECT_NEAR(op.largest_share, sh, 1e-12) << op.threshold;
+    if (k > 0) EXPECT_LT(op.largest_share, e.curve[k - 1].largest_share);
+  }
 
   // The oracle order reaches PGR 1 as early as possible; the reversed order is worst. Brute force
   // agrees on both, with no ties.
