@@ -27,8 +27,10 @@ if [[ -d $router_data ]]; then
   evidence=yes
   [[ -d ../shared/data/qa/hotpotqa-100 && -d ../shared/data/ir/cranfield ]] || evidence=no
   # Retrained when missing, when written by a build whose file version this one no longer reads
-  # (version 1: the accuracy table before the word model), or without the context heads it can have.
+  # (version 1: the accuracy table before the word model), before files recorded their training
+  # objective (the one-hot target before shared ties), or without the context heads it can have.
   if [[ ! -f $demo/router.json ]] || ! grep -q '"version":2' $demo/router.json ||
+     ! grep -q '"objective":' $demo/router.json ||
      { [[ $evidence == yes ]] && ! grep -q '"heads_trained":{"context":true' $demo/router.json; }; then
     if [[ $evidence == yes ]]; then
       scripts/make-evidence.sh build/evidence >/dev/null

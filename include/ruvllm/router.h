@@ -178,16 +178,29 @@ class Router {
   // Thread-safe, allocation-free. Uses the int8 weights after quantize(), else float.
   RouteDecision decide(const FeatureVector& features, const SystemSignals& system = {}) const;
   RouteDecision decide(const Signals& signals) const { return decide(features(signals), signals.system); }
-  // P(model m is the best choice) for every ladder model, into `out` (ladder size).
+  // The model head's probabilities (its target: the models tied at the best utility share it), into
+  // `out` (ladder size).
   void model_probabilities(const FeatureVector& features, float* out) const;
 
   // Operating point: the smallest model whose higher models hold less than `threshold` of the
   // probability mass. 0.5 = the median; RouteLLM's calibration picks it for a target share.
   double threshold = 0.5;
-  double confidence_floor = 0;  // below it, escalate to the largest allowed model (0 = off)
+  // Below it, escalate to the largest allowed model (0 = off). Confidence: the head's estimate that
+  // the model of highest probability reaches the best quality (with shared ties and μ = 0 that is
+  // often the larger model: a floor then guards the larger model's answers more than the smaller's).
+  double confidence_floor = 0;
   // Context and retrieval heads: the context bin is the smallest that holds the evidence with this
   // probability, and retrieval is dropped only at this confidence that there is nothing to find.
   double evidence_coverage = 0.8;
+
+  // What train() optimised, saved in the file: `router eval` scores its oracle and fits its baselines
+  // with it. A file written before it was recorded reads recorded = false and the defaults of then
+  // (λ = μ = 0, l2 10, ties to the cheaper model).
+  struct Objective {
+    double lambda_latency = 0, mu_cost = 0, l2 = 5;
+    bool share_ties = true, recorded = false;
+  };
+  const Objective& objective() const { return objective_; }
 
   // int8 per-row weights (decide() then runs the fused int8 path); false returns to float32. The
   // float parameters stay, so the file holds both and reloads either bit for bit.
@@ -208,6 +221,7 @@ class Router {
   RouterShape shape_;
   std::vector<double> theta_;
   bool quantized_ = false;
+  Objective objective_;
   std::shared_ptr<Impl> impl_;
 };
 
@@ -240,11 +254,13 @@ struct Evaluation {
   double quality = 0, cost = 0, regret = 0;                 // at the default threshold; regret vs always-largest
   double largest_share = 0;                                 // at the default threshold
   std::size_t rows = 0;
-  std::vector<OperatingPoint> curve;  // thresholds 0, 0.02, …, 1 (and above: never escalate)
+  // Thresholds 0, 0.001, …, 1 and one above 1 (never escalate), kept where the operating point
+  // changes: each point carries the smallest grid threshold that gives it.
+  std::vector<OperatingPoint> curve;
 };
 
-// A router for evaluation: P(model m is the best choice) per outcome; evaluate() applies the same
-// threshold rule as Router::decide to it at every operating point.
+// A router for evaluation: a probability per ladder model per outcome (the router's: its model head); evaluate()
+// applies the same threshold rule as Router::decide to it at every operating point.
 struct Policy {
   std::string name;
   std::function<std::vector<float>(const Outcome&)> probabilities;

@@ -159,7 +159,7 @@ struct EvalOptions {
   std::string model, split = "test", train_split = "train", out = "build/bench/router";
   std::size_t k = 25;
   double coverage = NAN;
-  bool baselines = true, share_ties = true;
+  bool baselines = true;
 };
 
 std::string fmt(double v, const char* f = "%.3f") {
@@ -267,6 +267,14 @@ void eval(const EvalOptions& o) {
   auto loaded = std::make_shared<router::Router>(router::Router::load(o.model));
   const router::Ladder& ladder = loaded->ladder();
   const auto test = load_split(o.data, ladder, o.split, *embedder);
+  // The router's own objective: the oracle's utility and the baselines' targets and prior.
+  const router::Router::Objective& objective = loaded->objective();
+  if (!objective.recorded) {
+    std::fprintf(stderr,
+                 "%s does not record its training objective (an older file): scoring with U = quality, "
+                 "baselines with one-hot targets and l2 10\n",
+                 o.model.c_str());
+  }
   auto as_float = std::make_shared<router::Router>(*loaded);
   as_float->quantize(false);
   auto as_int8 = std::make_shared<router::Router>(*loaded);
@@ -275,7 +283,10 @@ void eval(const EvalOptions& o) {
   if (o.baselines) {
     const auto train = load_split(o.data, ladder, o.train_split, *embedder);
     router::TrainParams tp;
-    tp.share_ties = o.share_ties;
+    tp.lambda_latency = objective.lambda_latency;
+    tp.mu_cost = objective.mu_cost;
+    tp.l2 = objective.l2;
+    tp.share_ties = objective.share_ties;
     std::fprintf(stderr, "fitting the baselines on %s\n", o.train_split.c_str());
     policies.push_back(router::logistic_policy(as_float, train, tp));
     policies.push_back(router::knn_policy(as_float, train, tp, o.k));
@@ -287,7 +298,7 @@ void eval(const EvalOptions& o) {
   std::vector<router::Evaluation> evals;
   for (const auto& p : policies) {
     std::fprintf(stderr, "evaluating %s\n", p.name.c_str());
-    evals.push_back(router::evaluate(p, test, ladder, loaded->threshold));
+    evals.push_back(router::evaluate(p, test, ladder, loaded->threshold, objective.lambda_latency, objective.mu_cost));
   }
   // The best single model on these rows, and what each router needs to match it.
   std::size_t best = 0;
@@ -301,6 +312,11 @@ void eval(const EvalOptions& o) {
   json["split"] = o.split;
   json["model_file"] = o.model;
   json["threshold"] = loaded->threshold;
+  json["objective"] = {{"lambda_latency", objective.lambda_latency},
+                       {"mu_cost", objective.mu_cost},
+                       {"l2", objective.l2},
+                       {"share_ties", objective.share_ties},
+                       {"recorded", objective.recorded}};
   json["weight_bytes_int8"] = as_int8->weight_bytes();
   json["weight_bytes_float32"] = as_float->weight_bytes();
   json["file_bytes"] = std::filesystem::file_size(o.model);
@@ -563,8 +579,6 @@ void add_router_commands(CLI::App& app) {
   eval_cmd->add_option("--k", e->k, "Neighbours of the kNN baseline")->capture_default_str();
   eval_cmd->add_option("--out", e->out, "Folder for the JSON and markdown report")->capture_default_str();
   eval_cmd->add_flag("!--no-baselines", e->baselines, "Skip the logistic and kNN baselines");
-  eval_cmd->add_flag("!--ties-to-cheaper", e->share_ties,
-                     "Baselines' target: a tie at the best utility goes to the cheaper model (as train's flag)");
   eval_cmd->callback([e] { eval(*e); });
 
   auto v = std::make_shared<EvidenceOptions>();

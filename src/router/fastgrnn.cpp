@@ -359,10 +359,10 @@ Labels make_labels(const Outcome& o, const Ladder& ladder, const TrainParams& p)
   }
   y.margin = second > -1e299 ? first - second : 1;
   // The model head's target. Shared ties: the models tied at the best U share it equally, so that
-  // P(model) learns P(best) + ½·P(tied for best) and, on two models, P(strong) = ½ + ½·E[q_s − q_w]:
-  // the expected gain of the call, the order APGR rewards. A one-hot "strictly better" label learns
-  // P(strong strictly better) instead, which cannot tell a query the weak model fails on from one it
-  // ties on. Without sharing: all of it on y.model (ties to the cheaper model).
+  // P(model) learns P(best) + P(tied for best)/k over k tied models; on two models with right/wrong
+  // answers, P(strong) = ½ + ½·E[q_s − q_w]: the expected gain of the call, the order APGR rewards. A one-hot "strictly
+  // better" label learns P(strong strictly better) instead, which cannot tell a query the weak model fails on from one
+  // it ties on. Without sharing: all of it on y.model (ties to the cheaper model).
   std::size_t tied = 0;
   for (std::size_t m = 0; m < n; ++m) tied += p.share_ties && best_u[m] > -1e299 && best_u[m] >= first - 1e-12;
   for (std::size_t m = 0; m < n; ++m) {
@@ -592,6 +592,7 @@ TrainReport Router::train(const std::vector<Outcome>& outcomes, const TrainParam
   report.retrieval_trained = impl->retrieval_trained;
   report.sampling_trained = impl->sampling_trained;
   theta_ = std::move(th);
+  objective_ = {p.lambda_latency, p.mu_cost, p.l2, p.share_ties, true};
   compile(L, theta_, quantized_, *impl);
   impl_ = std::move(impl);
   return report;

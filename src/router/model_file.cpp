@@ -88,6 +88,12 @@ void Router::save(const std::string& path) const {
   j["confidence_floor"] = confidence_floor;
   if (!(evidence_coverage > 0 && evidence_coverage <= 1)) throw Error("router: evidence_coverage must be in (0, 1]");
   j["evidence_coverage"] = evidence_coverage;
+  if (objective_.recorded) {  // trained: what it was trained for
+    j["objective"] = {{"lambda_latency", objective_.lambda_latency},
+                      {"mu_cost", objective_.mu_cost},
+                      {"l2", objective_.l2},
+                      {"share_ties", objective_.share_ties}};
+  }
   j["quantized"] = quantized_;
   j["heads_trained"] = {{"context", impl_->context_trained},
                         {"retrieval", impl_->retrieval_trained},
@@ -190,6 +196,27 @@ Router Router::load(const std::string& path) {
         throw Error("router file: \"evidence_coverage\" must be a number in (0, 1]");
       }
       r.evidence_coverage = v.get<double>();
+    }
+    if (j.contains("objective")) {
+      const auto& o = j["objective"];
+      auto finite = [&](const char* key, double low) {
+        if (!o.is_object() || !o.contains(key) || !o[key].is_number() || !std::isfinite(o[key].get<double>()) ||
+            o[key].get<double>() < low) {
+          throw Error(std::string("router file: objective \"") + key + "\" must be a finite number ≥ " +
+                      std::to_string(static_cast<int>(low)));
+        }
+        return o[key].get<double>();
+      };
+      r.objective_.lambda_latency = finite("lambda_latency", 0);
+      r.objective_.mu_cost = finite("mu_cost", 0);
+      r.objective_.l2 = finite("l2", 0);
+      if (!o.contains("share_ties") || !o["share_ties"].is_boolean()) {
+        throw Error("router file: objective \"share_ties\" must be true or false");
+      }
+      r.objective_.share_ties = o["share_ties"].get<bool>();
+      r.objective_.recorded = true;
+    } else {  // untrained, or written before the objective was recorded: what training did then
+      r.objective_ = {0, 0, 10, false, false};
     }
     if (!j.contains("feature_layout") || !j["feature_layout"].is_array() || j["feature_layout"].size() != kFeatures) {
       throw Error("router file: \"feature_layout\" must list 128 feature names");

@@ -232,7 +232,7 @@ std::vector<Outcome> gradient_outcomes(std::mt19937_64& rng, std::size_t n, std:
       for (std::size_t k = 0; k < trials; ++k) {
         Trial t;
         t.model = m;
-        t.quality = uniform(rng);
+        t.quality = i % 3 == 0 ? static_cast<double>(rng() % 2) : uniform(rng);  // 0/1: shared targets
         t.cost = 0.001 * static_cast<double>(m + 1);
         t.latency_ms = 100.0 * static_cast<double>(m + 1);
         if (rng() % 5 != 0) t.context_bin = static_cast<int>(rng() % 4);
@@ -357,6 +357,7 @@ TEST(RouterTraining, LowersTheLossChangesTheWeightsAndThresholds) {
   p.batch = 16;
   p.learning_rate = 1e-2;
   p.sparsity = 0.5;
+  p.mu_cost = kTaskMu;  // the cheapest correct model is the one best: a target the loss can reach
   std::vector<std::pair<int, std::string>> progress;
   p.progress = [&](int epoch, const char* phase, double loss) {
     EXPECT_TRUE(std::isfinite(loss));
@@ -853,7 +854,7 @@ TEST(RouterTraining, TiesShareTheTargetSoTheModelHeadLearnsTheExpectedGain) {
   EXPECT_NEAR(mean_strong(*shared, 1), beta_target, 0.06);
   EXPECT_NEAR(mean_strong(*cheaper, 0), 0.4, 0.06);  // P(strictly better)
   EXPECT_NEAR(mean_strong(*cheaper, 1), 0.5, 0.06);
-  // What that does to the calls: alpha first is the best order (PGR 1 at 40 % of the calls).
+  // What that does to the calls: alpha first is the best order (PGR 1 at 50 % of the calls, the alpha half).
   const auto e_shared = evaluate(router_policy(shared), test, shared->ladder());
   const auto e_cheaper = evaluate(router_policy(cheaper), test, cheaper->ladder());
   EXPECT_GT(e_shared.apgr, e_cheaper.apgr + 0.1);
@@ -1029,6 +1030,16 @@ TEST(RouterFile, SaveLoadIsBitExactFloatAndInt8) {
   EXPECT_EQ(loaded.ladder().cost, r.ladder().cost);
   EXPECT_EQ(loaded.shape().hidden, r.shape().hidden);
   EXPECT_EQ(loaded.shape().steps, r.shape().steps);
+  // What it was trained for travels with it (router eval scores and fits its baselines by it).
+  EXPECT_TRUE(r.objective().recorded);
+  EXPECT_EQ(r.objective().mu_cost, kTaskMu);
+  EXPECT_EQ(r.objective().l2, task_params().l2);
+  EXPECT_EQ(r.objective().share_ties, task_params().share_ties);
+  EXPECT_TRUE(loaded.objective().recorded);
+  EXPECT_EQ(loaded.objective().lambda_latency, r.objective().lambda_latency);
+  EXPECT_EQ(loaded.objective().mu_cost, r.objective().mu_cost);
+  EXPECT_EQ(loaded.objective().l2, r.objective().l2);
+  EXPECT_EQ(loaded.objective().share_ties, r.objective().share_ties);
   EXPECT_FALSE(loaded.quantized());
   expect_same_decisions(r, loaded, rows);
 
@@ -1096,6 +1107,16 @@ TEST(RouterFile, DamagedOrForeignFilesAreClearErrors) {
   expect_refused(edited([](auto& k) { k["fit"]["words"]["idf"][0] = 0; }), "an idf below 1", "idf");
   expect_refused(edited([](auto& k) { k["fit"]["words"]["weight"][0] = 1e300; }), "a weight beyond float", "weight");
   expect_refused(edited([](auto& k) { k["version"] = "1"; }), "version as a string");
+  expect_refused(edited([](auto& k) { k["objective"]["l2"] = -1; }), "a negative prior", "objective");
+  expect_refused(edited([](auto& k) { k["objective"]["mu_cost"] = "x"; }), "a string as μ", "mu_cost");
+  expect_refused(edited([](auto& k) { k["objective"]["share_ties"] = 1; }), "share_ties not a bool", "share_ties");
+  {  // a file from before the objective was recorded loads, and says so
+    spit(path, edited([](auto& k) { k.erase("objective"); }));
+    const Router old = Router::load(path);
+    EXPECT_FALSE(old.objective().recorded);
+    EXPECT_EQ(old.objective().l2, 10);
+    EXPECT_FALSE(old.objective().share_ties);
+  }
   expect_refused(edited([](auto& k) { k["format"] = "ruvllm-attention"; }), "foreign format", "format");
   expect_refused(good.substr(0, good.size() / 2), "truncated JSON", "malformed");
   expect_refused("", "empty file");
@@ -1662,7 +1683,6 @@ TEST(RouterEvaluate, ApgrAndOperatingPointsMatchABruteForceComputation) {
   EXPECT_NEAR(evaluate(policy, test, ladder, 0.5, 0, 0.01).accuracy, correct_with_cost, 1e-12);
   EXPECT_NE(correct_with_cost, correct);  // the rows are such that cost changes the answer
   EXPECT_NEAR(e.regret, q_strong - quality, 1e-12);
-  // The curve: thresholds 0, 0.02, …, 1 and one above 1 (never escalate).
   // The curve: the points of a 0.001 threshold grid (and one above 1: never escalate) where the
   // operating point changes. Five distinct scores: six points, each the brute-force one at its threshold.
   ASSERT_EQ(e.curve.size(), 6u);
