@@ -220,6 +220,21 @@ std::vector<float> probabilities(const Router& r, const FeatureVector& x) {
 
 // Outcomes that switch on every loss term: several trials per model with context bins, retrieval
 // strategies and sampling recorded; some queries without a trial of model 1.
+// `count` outcomes whose query vectors are noise; `row` appends the word that tells them apart and
+// sets the trials (it gets the row index and the generator, after the query's draw).
+std::vector<Outcome> word_outcomes(std::mt19937_64& rng, std::size_t count, const std::string& prefix,
+                                   const std::function<void(std::size_t, std::mt19937_64&, Outcome&)>& row) {
+  std::vector<Outcome> out;
+  for (std::size_t i = 0; i < count; ++i) {
+    Outcome o;
+    o.id = prefix + std::to_string(i);
+    o.signals = random_signals(rng, unit_vector(rng, 16));
+    row(i, rng, o);
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
 std::vector<Outcome> gradient_outcomes(std::mt19937_64& rng, std::size_t n, std::size_t dim) {
   std::vector<Outcome> out;
   for (std::size_t i = 0; i < n; ++i) {
@@ -737,18 +752,12 @@ TEST(RouterWords, AWordThatDecidesTheWinnerIsLearnedWhenTheEmbeddingCannotTell) 
   // Query vectors are noise; model 1 is needed exactly when the query names "integral".
   std::mt19937_64 rng(21);
   auto make = [&](std::size_t count, const std::string& prefix) {
-    std::vector<Outcome> out;
-    for (std::size_t i = 0; i < count; ++i) {
-      Outcome o;
-      o.id = prefix + std::to_string(i);
-      o.signals = random_signals(rng, unit_vector(rng, 16));
-      const bool hard = rng() % 2;
+    return word_outcomes(rng, count, prefix, [](std::size_t, std::mt19937_64& r, Outcome& o) {
+      const bool hard = r() % 2;
       o.signals.query.text += hard ? " integral" : " parallel";  // same length: only the word tells
       // Costs 1 and 10 with μ = 0.01: model 0 is the one best choice where both answer.
       o.trials = {{.model = 0, .quality = hard ? 0.0 : 1.0, .cost = 1}, {.model = 1, .quality = 1.0, .cost = 10}};
-      out.push_back(o);
-    }
-    return out;
+    });
   };
   const auto train = make(400, "t"), test = make(300, "h");
   auto router = std::make_shared<Router>(ladder_of(2), RouterShape{.hidden = 8, .rank_w = 4, .rank_u = 2, .steps = 1});
@@ -812,11 +821,7 @@ TEST(RouterTraining, TiesShareTheTargetSoTheModelHeadLearnsTheExpectedGain) {
   // nothing there; the shared target learns ½ + ½·E[gain] and ranks alpha first.
   std::mt19937_64 rng(31);
   auto make = [&](std::size_t count, const std::string& prefix) {
-    std::vector<Outcome> out;
-    for (std::size_t i = 0; i < count; ++i) {
-      Outcome o;
-      o.id = prefix + std::to_string(i);
-      o.signals = random_signals(rng, unit_vector(rng, 16));
+    return word_outcomes(rng, count, prefix, [](std::size_t i, std::mt19937_64&, Outcome& o) {
       const bool alpha = i % 2 == 0;
       const std::size_t j = (i / 2) % 10;
       o.signals.query.text += alpha ? " alpha" : " beta";
@@ -824,9 +829,7 @@ TEST(RouterTraining, TiesShareTheTargetSoTheModelHeadLearnsTheExpectedGain) {
       const double weak = alpha ? (j < 4 ? 0.0 : 1.0) : (j < 5 ? 1.0 : 0.0);
       const double strong = alpha ? 1.0 : (j < 5 ? 0.0 : 1.0);
       o.trials = {{.model = 0, .quality = weak}, {.model = 1, .quality = strong}};
-      out.push_back(o);
-    }
-    return out;
+    });
   };
   const auto train = make(600, "t"), test = make(200, "h");
   // The expected target of each kind, counted from the training rows' own targets.
