@@ -197,8 +197,8 @@ class Router {
   // with it. A file written before it was recorded reads recorded = false and the defaults of then
   // (λ = μ = 0, l2 10, ties to the cheaper model).
   struct Objective {
-    double lambda_latency = 0, mu_cost = 0, l2 = 5;
-    bool share_ties = true, recorded = false;
+    double lambda_latency = 0, mu_cost = 0, l2 = TrainParams{}.l2;
+    bool share_ties = TrainParams{}.share_ties, recorded = false;
   };
   const Objective& objective() const { return objective_; }
 

@@ -363,14 +363,13 @@ Labels make_labels(const Outcome& o, const Ladder& ladder, const TrainParams& p)
   // answers, P(strong) = ½ + ½·E[q_s − q_w]: the expected gain of the call, the order APGR rewards. A one-hot "strictly
   // better" label learns P(strong strictly better) instead, which cannot tell a query the weak model fails on from one
   // it ties on. Without sharing: all of it on y.model (ties to the cheaper model).
-  std::size_t tied = 0;
-  for (std::size_t m = 0; m < n; ++m) tied += p.share_ties && best_u[m] > -1e299 && best_u[m] >= first - 1e-12;
-  for (std::size_t m = 0; m < n; ++m) {
-    if (!p.share_ties) {
-      y.target[m] = static_cast<int>(m) == y.model ? 1 : 0;
-    } else if (best_u[m] > -1e299 && best_u[m] >= first - 1e-12) {
-      y.target[m] = 1 / static_cast<double>(tied);
-    }
+  if (p.share_ties) {
+    std::array<bool, kMaxTiers> at_best{};
+    std::size_t tied = 0;
+    for (std::size_t m = 0; m < n; ++m) tied += at_best[m] = best_u[m] > -1e299 && best_u[m] >= first - 1e-12;
+    for (std::size_t m = 0; m < n; ++m) y.target[m] = at_best[m] ? 1 / static_cast<double>(tied) : 0;
+  } else {
+    y.target[static_cast<std::size_t>(y.model)] = 1;
   }
   // Context bin and retrieval: the cheapest setting of the chosen model within ε of its best
   // (trials of the chosen model that record them take precedence over model-free ones).

@@ -1703,7 +1703,9 @@ TEST(RouterEvaluate, ApgrAndOperatingPointsMatchABruteForceComputation) {
     EXPECT_NEAR(op.quality, q, 1e-12) << op.threshold;
     EXPECT_NEAR(op.cost, c, 1e-12) << op.threshold;
     EXPECT_NEAR(op.largest_share, sh, 1e-12) << op.threshold;
-    if (k > 0) EXPECT_LT(op.largest_share, e.curve[k - 1].largest_share);
+    if (k > 0) {
+      EXPECT_LT(op.largest_share, e.curve[k - 1].largest_share);
+    }
   }
 
   // The oracle order reaches PGR 1 as early as possible; the reversed order is worst. Brute force
