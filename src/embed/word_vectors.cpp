@@ -48,9 +48,11 @@ class WordVectors final : public Embedder {
   Embedding embed(std::string_view text) const override {
     Embedding out;
     std::vector<double> sum(dim_, 0.0);
-    const auto add = [&](std::string_view word) {
+    // `row`: the word's row when the caller has already looked it up (each lookup is a binary
+    // search of ~19 probes, most of them cache misses once a generation has swept the caches).
+    const auto add = [&](std::string_view word, std::optional<uint32_t> row) {
       ++out.tokens;
-      const auto row = find(word);
+      if (!row) row = find(word);
       if (!row) return;
       ++out.known;
       const double p = 1.0 / ((static_cast<double>(*row) + 1.0) * harmonic_);
@@ -60,10 +62,10 @@ class WordVectors final : public Embedder {
     };
     for (const std::string& token : word_tokens(text)) {
       if (params_.max_tokens && out.tokens >= params_.max_tokens) break;
-      if (find(token)) {
-        add(token);
+      if (const auto row = find(token)) {
+        add(token, row);
       } else {
-        add_parts(token, add);
+        add_parts(token, [&](std::string_view part) { add(part, std::nullopt); });
       }
     }
     double norm = 0;

@@ -105,6 +105,9 @@ struct KeyMeta {
   uint32_t domain = 0;         // interned; 0 = none
   std::vector<uint32_t> tags;  // interned, sorted
   int64_t valid_from = INT64_MIN, valid_to = INT64_MAX;
+  int64_t timestamp_ms = 0;   // with confidence and vector: what graph scoring reads, for expansions
+  double confidence = 1;      // without rows
+  std::vector<float> vector;  // MemoryParams::vectors_in_memory only
 };
 
 // Keys as a JSON array, bound to `IN (SELECT value FROM json_each(?))`: one SQL text for any list,
@@ -427,14 +430,38 @@ struct Memory::Impl {
     std::sort(m.tags.begin(), m.tags.end());
     m.valid_from = node.valid_from.value_or(INT64_MIN);
     m.valid_to = node.valid_to.value_or(INT64_MAX);
+    m.timestamp_ms = node.timestamp_ms;
+    m.confidence = node.confidence;
+    if (params.vectors_in_memory) m.vector = node.vector;
+  }
+
+  // A node as an expansion without rows gives it (under meta_mutex, shared; `key` live).
+  Node scoring_facts(uint64_t key, std::vector<float> vector) const {
+    const KeyMeta& m = key_meta[key];
+    Node n;
+    n.id = m.id;
+    n.type = static_cast<NodeType>(m.type);
+    n.timestamp_ms = m.timestamp_ms;
+    n.confidence = m.confidence;
+    if (m.valid_from != INT64_MIN) n.valid_from = m.valid_from;
+    if (m.valid_to != INT64_MAX) n.valid_to = m.valid_to;
+    n.vector = std::move(vector);
+    return n;
   }
 
   void load_key_meta(Db& db) {
-    Statement s(db, "SELECT key, type, domain, tags, valid_from, valid_to, id FROM nodes");
+    Statement s(db,
+                params.vectors_in_memory
+                    ? "SELECT n.key, type, domain, tags, valid_from, valid_to, id, timestamp_ms, confidence, "
+                      "v.data FROM nodes n LEFT JOIN vectors v ON v.key = n.key"
+                    : "SELECT key, type, domain, tags, valid_from, valid_to, id, timestamp_ms, confidence FROM nodes");
     std::unique_lock lock(meta_mutex);
     while (s.step()) {
       Node n;
       n.id = s.text(6);
+      n.timestamp_ms = s.integer(7);
+      n.confidence = s.real(8);
+      if (params.vectors_in_memory && !s.is_null(9)) n.vector = to_floats(s.blob(9));
       n.type = parse_node_type(s.text(1));
       n.domain = s.text(2);
       for (const auto& t : nlohmann::json::parse(s.text(3))) n.tags.push_back(t.get<std::string>());
@@ -705,6 +732,7 @@ struct Memory::Impl {
         if (const auto it = key_of_id.find(key_meta[key].id); it != key_of_id.end() && it->second == key)
           key_of_id.erase(it);
         key_meta[key].id = std::string();  // frees it: a removed key never comes back
+        key_meta[key].vector = std::vector<float>();
       }
     }
     if (lexical_index) {
@@ -995,6 +1023,40 @@ std::optional<Node> Memory::get(std::string_view id, bool with_vector) const {
     if (v.step()) n.vector = to_floats(v.blob(0));
   }
   return n;
+}
+
+std::vector<std::optional<Node>> Memory::get(const std::vector<std::string>& ids, bool with_vector) const {
+  std::vector<std::optional<Node>> out(ids.size());
+  std::vector<uint64_t> keys;
+  std::unordered_map<uint64_t, std::vector<std::size_t>> positions;  // an id asked twice gets two copies
+  {
+    std::shared_lock lock(impl_->meta_mutex);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      const auto found = impl_->key_of_id.find(ids[i]);
+      if (found == impl_->key_of_id.end()) continue;
+      auto& at = positions[found->second];
+      if (at.empty()) keys.push_back(found->second);
+      at.push_back(i);
+    }
+  }
+  if (keys.empty()) return out;
+  Impl::Reader reader(*impl_);
+  Statement s(*reader,
+              with_vector ? "SELECT " + std::string(Impl::kNodeColumns) +
+                                ", v.data FROM nodes n LEFT JOIN vectors v ON v.key = n.key "
+                                "WHERE n.key IN (SELECT value FROM json_each(?))"
+                          : "SELECT " + std::string(Impl::kNodeColumns) +
+                                " FROM nodes n WHERE n.key IN (SELECT value FROM json_each(?))",
+              Statement::Cached{});
+  s.bind(1, key_array(keys));
+  while (s.step()) {
+    Node n = Impl::read_node(s);
+    if (with_vector && !s.is_null(15)) n.vector = to_floats(s.blob(15));
+    const auto& at = positions.at(static_cast<uint64_t>(s.integer(0)));
+    for (std::size_t k = 1; k < at.size(); ++k) out[at[k]] = n;
+    out[at.front()] = std::move(n);
+  }
+  return out;
 }
 
 bool Memory::remove(std::string_view id) {
@@ -1344,8 +1406,34 @@ Subgraph Memory::expand(const std::vector<std::string>& seeds, const ExpandParam
     }
     std::sort(inside.begin(), inside.end(), [](const InsideEdge& a, const InsideEdge& b) { return a.key < b.key; });
   };
-  common::Sidecar::Task edge_task(impl_->sidecar, collect_edges);
-  {
+  if (!params.full_rows && impl_->params.vectors_in_memory) {
+    // All from RAM: no statement for the sidecar to hide, and handing it the edges costs a wake.
+    collect_edges();
+    std::shared_lock lock(impl_->meta_mutex);
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      if (keys[i] < impl_->key_meta.size() && impl_->key_meta[keys[i]].live)  // else: gone, id stays empty
+        g.nodes[i] = impl_->scoring_facts(keys[i], impl_->key_meta[keys[i]].vector);
+  } else if (!params.full_rows) {
+    common::Sidecar::Task edge_task(impl_->sidecar, collect_edges);
+    // Vectors first, then the RAM facts: a node removed between the two has no live entry and
+    // leaves, rather than staying without its vector.
+    std::vector<std::vector<float>> vectors(keys.size());
+    {
+      Impl::Reader reader(*impl_);
+      Statement rows(*reader, "SELECT key, data FROM vectors WHERE key IN (SELECT value FROM json_each(?))",
+                     Statement::Cached{});
+      rows.bind(1, key_array(keys));
+      while (rows.step()) vectors[position.at(static_cast<uint64_t>(rows.integer(0)))] = to_floats(rows.blob(1));
+    }
+    {
+      std::shared_lock lock(impl_->meta_mutex);
+      for (std::size_t i = 0; i < keys.size(); ++i)
+        if (keys[i] < impl_->key_meta.size() && impl_->key_meta[keys[i]].live)
+          g.nodes[i] = impl_->scoring_facts(keys[i], std::move(vectors[i]));
+    }
+    edge_task.get();
+  } else {
+    common::Sidecar::Task edge_task(impl_->sidecar, collect_edges);
     Impl::Reader reader(*impl_);  // one statement: no read transaction needed around it
     Statement nodes(*reader,
                     "SELECT " + std::string(Impl::kNodeColumns) +
@@ -1358,8 +1446,8 @@ Subgraph Memory::expand(const std::vector<std::string>& seeds, const ExpandParam
       if (!nodes.is_null(15)) n.vector = to_floats(nodes.blob(15));
       g.nodes[position.at(static_cast<uint64_t>(nodes.integer(0)))] = std::move(n);
     }
+    edge_task.get();
   }
-  edge_task.get();
 
   // A node removed after the walk has no row (a stored id is never empty): it leaves the subgraph,
   // and so do its edges.

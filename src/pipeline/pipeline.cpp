@@ -171,34 +171,40 @@ struct Candidates {
   std::vector<attention::Candidate> candidates;
   std::vector<ContextBlock> blocks;       // the same nodes, for the response
   std::vector<const memory::Node*> from;  // into `owned` or the subgraph: metadata for evidence
-  std::deque<memory::Node> owned;         // dense/hybrid hits outside the subgraph, read from the store
+  std::deque<memory::Node> owned;         // rows read from the store (hits outside the subgraph, or a
+                                          // subgraph expanded without rows)
 };
 
 // The context candidates a retrieval strategy gives: none; the dense top-`want` (the naive flow's
 // search: its own, since a dense hit need not be among the fused candidates); the fused hits
 // (≤ want); or every subgraph node with its graph score (the context builder cuts to max_docs).
-// `r.search` is that dense search already when the flow is naive.
+// `r.search` is that dense search already when the flow is naive. Rows the subgraph does not hold
+// are read in one statement; a node removed since the search leaves a gap.
 Candidates gather(const memory::Memory& memory, const Retrieved& r, const std::vector<double>& scores,
                   router::Retrieval strategy, std::size_t want, const std::string& query,
                   const std::vector<float>& query_vector, bool search_is_dense) {
-  Candidates out;
-  auto add = [&](const memory::Node& n, double score) {
-    out.candidates.push_back({n.text, std::string(memory::to_string(n.type)), "", score});
-    out.blocks.push_back({n.id, n.title, std::string(memory::to_string(n.type)), n.text, score});
-    out.from.push_back(&n);
+  struct Pick {
+    const std::string* id;
+    double score;
+    const memory::Node* row;  // null: read from the store
   };
+  std::vector<Pick> picks;
   std::unordered_map<std::string_view, const memory::Node*> in_subgraph;
+  // A subgraph expanded without rows has no text: a stored node's text is never empty.
+  auto with_row = [](const memory::Node* n) { return n && !n->text.empty() ? n : nullptr; };
   if (strategy == router::Retrieval::dense || strategy == router::Retrieval::hybrid)
     for (const auto& n : r.subgraph.nodes) in_subgraph.emplace(n.id, &n);
-  auto node_of = [&](const std::string& id) -> const memory::Node* {
-    if (auto it = in_subgraph.find(id); it != in_subgraph.end()) return it->second;
-    if (auto n = memory.get(id)) return &out.owned.emplace_back(std::move(*n));
-    return nullptr;
+  auto pick_hits = [&](const std::vector<memory::Hit>& hits, bool similarity) {
+    for (std::size_t i = 0; i < hits.size() && picks.size() < want; ++i) {
+      const auto it = in_subgraph.find(hits[i].id);
+      picks.push_back({&hits[i].id, similarity ? hits[i].similarity : hits[i].score,
+                       it == in_subgraph.end() ? nullptr : with_row(it->second)});
+    }
   };
+  memory::SearchResult own;
   switch (strategy) {
     case router::Retrieval::none: break;
-    case router::Retrieval::dense: {
-      memory::SearchResult own;
+    case router::Retrieval::dense:
       if (!search_is_dense && !query_vector.empty() && want > 0) {
         memory::SearchQuery sq;
         sq.text = query;
@@ -207,18 +213,30 @@ Candidates gather(const memory::Memory& memory, const Retrieved& r, const std::v
         sq.mode = memory::SearchMode::dense;
         own = memory.search(sq);
       }
-      const auto& hits = search_is_dense ? r.search.hits : own.hits;
-      for (std::size_t i = 0; i < hits.size() && out.candidates.size() < want; ++i)
-        if (const memory::Node* n = node_of(hits[i].id)) add(*n, hits[i].similarity);
+      pick_hits(search_is_dense ? r.search.hits : own.hits, true);
       break;
-    }
-    case router::Retrieval::hybrid:
-      for (std::size_t i = 0; i < r.search.hits.size() && out.candidates.size() < want; ++i)
-        if (const memory::Node* n = node_of(r.search.hits[i].id)) add(*n, r.search.hits[i].score);
-      break;
+    case router::Retrieval::hybrid: pick_hits(r.search.hits, false); break;
     case router::Retrieval::hybrid_graph:
-      for (std::size_t i = 0; i < r.subgraph.nodes.size(); ++i) add(r.subgraph.nodes[i], scores.at(i));
+      for (std::size_t i = 0; i < r.subgraph.nodes.size(); ++i)
+        picks.push_back({&r.subgraph.nodes[i].id, scores.at(i), with_row(&r.subgraph.nodes[i])});
       break;
+  }
+  Candidates out;
+  std::vector<std::string> missing;
+  for (const Pick& p : picks)
+    if (!p.row) missing.push_back(*p.id);
+  auto rows = missing.empty() ? std::vector<std::optional<memory::Node>>{} : memory.get(missing);
+  std::size_t next_row = 0;
+  for (const Pick& p : picks) {
+    const memory::Node* n = p.row;
+    if (!n) {
+      auto& row = rows[next_row++];
+      if (!row) continue;  // removed since the search
+      n = &out.owned.emplace_back(std::move(*row));
+    }
+    out.candidates.push_back({n->text, std::string(memory::to_string(n->type)), "", p.score});
+    out.blocks.push_back({n->id, n->title, std::string(memory::to_string(n->type)), n->text, p.score});
+    out.from.push_back(n);
   }
   return out;
 }
@@ -572,7 +590,9 @@ Response Pipeline::run(Request req) {
     }
     out.times.search = micros_since(t);
   } else {
-    r = retrieve(*s.memory, req.query, c.retrieve);
+    RetrieveParams rp = c.retrieve;
+    rp.expand.full_rows = false;  // graph scoring needs no text: gather() reads the rows the context uses
+    r = retrieve(*s.memory, req.query, rp);
     e = r.search.query_embedding;
     out.times.embed = r.search.embed_us;  // inside the search: timed there, counted once
     out.times.search = r.search_us - r.search.embed_us;

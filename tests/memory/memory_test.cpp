@@ -424,7 +424,9 @@ TEST(Memory, LexicalSearchInRamEqualsFts5Bm25) {
         // Equal scores may come in either order; a strictly better row must come first.
         const bool tied = (i > 0 && std::abs(want[i - 1].second - want[i].second) < 1e-9) ||
                           (i + 1 < want.size() && std::abs(want[i + 1].second - want[i].second) < 1e-9);
-        if (!tied) EXPECT_EQ(got[i].id, want[i].first) << when << ": " << text << " rank " << i;
+        if (!tied) {
+          EXPECT_EQ(got[i].id, want[i].first) << when << ": " << text << " rank " << i;
+        }
         ++compared;
       }
     }
@@ -558,11 +560,57 @@ TEST(Memory, ExpandEqualsAWalkOverTheStoreThroughEveryEdgeChange) {
         EXPECT_EQ(e.created_by, want.created_by);
         EXPECT_EQ(e.confidence, want.confidence);
       }
+      // Each node as the store has it; without rows, the same walk with what graph scoring reads.
+      ExpandParams light = p;
+      light.full_rows = false;
+      const Subgraph l = m.expand(seeds, light);
+      ASSERT_EQ(l.nodes.size(), g.nodes.size()) << when << ", query " << q;
+      EXPECT_EQ(l.depth, g.depth) << when << ", query " << q;
+      ASSERT_EQ(l.edges.size(), g.edges.size()) << when << ", query " << q;
+      for (std::size_t i = 0; i < l.edges.size(); ++i) EXPECT_EQ(l.edges[i].id, g.edges[i].id);
+      std::vector<std::string> asked = got;
+      asked.push_back("no-such-node");
+      if (!got.empty()) asked.push_back(got.front());  // asked twice
+      const auto rows = m.get(asked, true);
+      ASSERT_EQ(rows.size(), asked.size());
+      EXPECT_FALSE(rows[got.size()].has_value());
+      for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+        const Node& full = g.nodes[i];
+        const auto stored = m.get(full.id, true);
+        ASSERT_TRUE(stored.has_value());
+        ASSERT_TRUE(rows[i].has_value());
+        for (const Node* n : {&full, &*rows[i]}) {
+          EXPECT_EQ(n->text, stored->text);
+          EXPECT_EQ(n->metadata, stored->metadata);
+          EXPECT_EQ(n->vector, stored->vector);
+        }
+        const Node& thin = l.nodes[i];
+        EXPECT_EQ(thin.id, stored->id);
+        EXPECT_EQ(thin.type, stored->type);
+        EXPECT_EQ(thin.timestamp_ms, stored->timestamp_ms);
+        EXPECT_EQ(thin.confidence, stored->confidence);
+        EXPECT_EQ(thin.valid_from, stored->valid_from);
+        EXPECT_EQ(thin.valid_to, stored->valid_to);
+        EXPECT_EQ(thin.vector, stored->vector);
+        EXPECT_TRUE(thin.text.empty() && thin.metadata == "{}") << "rows were read";
+      }
+      if (!got.empty()) {
+        EXPECT_EQ(rows.back()->text, rows.front()->text);
+      }
     }
   };
   {
     Memory m(vector_params(path, 4));
-    for (int i = 0; i < 60; ++i) live.push_back(m.add(Node{.text = "n" + std::to_string(i), .vector = {1, 0, 0, 0}}));
+    // Distinct vectors, times and confidences, and some nodes without a vector.
+    for (int i = 0; i < 60; ++i) {
+      Node n{.type = i % 3 ? NodeType::chunk : NodeType::fact,
+             .text = "n" + std::to_string(i),
+             .timestamp_ms = 1'000'000 + 977 * i,
+             .confidence = (i % 10) / 10.0,
+             .metadata = R"({"i": )" + std::to_string(i) + "}"};
+      if (i % 7) n.vector = {1, static_cast<float>(i), static_cast<float>(i % 5), -0.5f};
+      live.push_back(m.add(std::move(n)));
+    }
     const char* rels[] = {"cites", "mentions", "follows"};
     std::vector<std::string> edge_ids;
     for (int i = 0; i < 300; ++i) {
@@ -594,8 +642,14 @@ TEST(Memory, ExpandEqualsAWalkOverTheStoreThroughEveryEdgeChange) {
     for (int i = 0; i < 5; ++i) live.push_back("batch-" + std::to_string(i));
     check(m, "after pruning, removing, superseding and a batch");
   }
-  Memory reopened(vector_params(path, 4));
-  check(reopened, "after reopening");
+  {
+    Memory reopened(vector_params(path, 4));
+    check(reopened, "after reopening");
+  }
+  MemoryParams from_store = vector_params(path, 4);
+  from_store.vectors_in_memory = false;
+  Memory reopened(from_store);
+  check(reopened, "after reopening, vectors read from the store");
 }
 
 TEST(Memory, ConcurrentSearchesDuringWrites) {
