@@ -90,6 +90,27 @@ TEST(WordVectors, SingleWordIsTheNormalisedGloveRow) {
   }
 }
 
+TEST(WordVectors, EveryWordOfTheSharedTop50kFindsItsOwnRow) {
+  REQUIRE_GLOVE(e);
+  RUVLLM_REQUIRE_SHARED(fvecs, "embeddings/glove-6B-100d-top50k.fvecs");
+  RUVLLM_REQUIRE_SHARED(vocab, "embeddings/glove-6B-100d-top50k.vocab.txt");
+  const SharedGlove g = read_shared(fvecs, vocab);
+  ASSERT_EQ(g.words.size(), g.vectors.size());
+  std::size_t compared = 0;
+  for (std::size_t r = 0; r < g.words.size(); ++r) {
+    const std::string& w = g.words[r];
+    if (word_tokens(w) != std::vector<std::string>{w}) continue;  // punctuation, clitics: not one token
+    const Embedding got = e->embed(w);
+    ASSERT_EQ(got.known, 1u) << w;
+    const std::vector<double> ref(g.vectors[r].begin(), g.vectors[r].end());
+    ASSERT_GT(dot(got.vector, normalised(ref)), 0.99999) << w << " (row " << r << ")";
+    ++compared;
+  }
+  EXPECT_GT(compared, 45000u);
+  // Near misses of known words are not found.
+  for (const char* w : {"kingqx", "queenzq", "computerzq", "zzqzzqzz"}) EXPECT_EQ(e->embed(w).known, 0u) << w;
+}
+
 TEST(WordVectors, SentenceIsTheSifWeightedMean) {
   REQUIRE_GLOVE(e);
   RUVLLM_REQUIRE_SHARED(fvecs, "embeddings/glove-6B-100d-top50k.fvecs");
