@@ -254,8 +254,8 @@ struct Evaluation {
   double quality = 0, cost = 0, regret = 0;                 // at the default threshold; regret vs always-largest
   double largest_share = 0;                                 // at the default threshold
   std::size_t rows = 0;
-  // Thresholds 0, 0.001, …, 1 and one above 1 (never escalate), kept where the operating point
-  // changes: each point carries the smallest grid threshold that gives it.
+  // Every operating point the threshold reaches, from 0 (always the largest) to just above 1 (never
+  // escalate), each once, with a threshold that gives it (evaluate() finds where decisions change).
   std::vector<OperatingPoint> curve;
 };
 

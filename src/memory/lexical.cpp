@@ -122,21 +122,36 @@ std::vector<std::pair<uint64_t, double>> LexicalIndex::search(const std::vector<
   constexpr double k1 = 1.2, b = 0.75;
   const auto n_rows = static_cast<double>(live_rows_);
   const double avgdl = static_cast<double>(total_tokens_) / n_rows;
+  // A term named k times adds k times its contribution: one pass over its postings, not k (a long
+  // question names "the" and "of" a dozen times, and their lists hold most rows).
+  std::vector<std::pair<uint32_t, uint32_t>> named;  // term id, times named
+  named.reserve(terms.size());
+  for (const auto& term : terms)
+    if (const auto it = term_ids_.find(term); it != term_ids_.end()) named.emplace_back(it->second, 1);
+  std::sort(named.begin(), named.end());
+  std::size_t distinct = 0;
+  for (std::size_t i = 0; i < named.size(); ++i) {
+    if (distinct > 0 && named[distinct - 1].first == named[i].first) {
+      ++named[distinct - 1].second;
+    } else {
+      named[distinct++] = named[i];
+    }
+  }
+  named.resize(distinct);
   std::vector<double> score(rows_.size(), 0.0);
   std::vector<uint32_t> touched;
-  for (const auto& term : terms) {
-    const auto it = term_ids_.find(term);
-    if (it == term_ids_.end()) continue;
-    const auto& list = postings_[it->second];
+  for (const auto& [term, times] : named) {
+    const auto& list = postings_[term];
     if (list.empty()) continue;
     const auto hits = static_cast<double>(list.size());
     double idf = std::log((n_rows - hits + 0.5) / (hits + 0.5));
     if (idf <= 0.0) idf = 1e-6;
+    const double weight = idf * static_cast<double>(times);
     for (const Posting& p : list) {
       const double f = p.freq;
       const double dl = rows_[p.row].length;
       if (score[p.row] == 0.0) touched.push_back(p.row);
-      score[p.row] += idf * (f * (k1 + 1.0)) / (f + k1 * (1 - b + b * dl / avgdl));
+      score[p.row] += weight * (f * (k1 + 1.0)) / (f + k1 * (1 - b + b * dl / avgdl));
     }
   }
   std::vector<std::pair<uint64_t, double>> out;

@@ -95,11 +95,28 @@ Evaluation evaluate(const Policy& policy, const std::vector<Outcome>& test, cons
   q_smallest /= static_cast<double>(rows);
   e.accuracy = correct / static_cast<double>(rows);
   e.regret = q_largest - e.quality;
-  // The operating curve: every 0.001 of threshold (the cost–quality summaries read their best point
-  // from it; a 0.02 grid missed whole regions of routers whose probabilities sit close together),
-  // kept only where the operating point changes.
-  for (int k = 0; k <= 1001; ++k) {
-    const OperatingPoint op = point(k <= 1000 ? k / 1000.0 : 1.0 + 1e-9);
+  // The operating curve, exact: a row takes the first model m whose normalised probability mass
+  // above it, a_m, is below the threshold (tier_for), so its choice changes only where the threshold
+  // passes one of its a_m, and the point is constant between consecutive such values. Evaluated at
+  // 0 (always the largest), at each distinct a_m (tier_for's test is strict: the point of the
+  // interval that value closes) and just above 1 (never escalate); kept where the point changes.
+  // A grid (0.001 once, 0.02 before) missed points of routers whose probabilities sit close together.
+  std::vector<double> thresholds{0.0, 1.0 + 1e-9};
+  thresholds.reserve(rows * largest + 2);
+  for (std::size_t i = 0; i < rows; ++i) {
+    const float* pi = &p[i * n];
+    double mass = 0;
+    for (std::size_t m = 0; m < n; ++m) mass += pi[m];
+    double above = 1;  // the same arithmetic as tier_for's, so each value is exactly where it switches
+    for (std::size_t m = 0; m < largest; ++m) {
+      above -= mass > 0 ? pi[m] / mass : 0;
+      if (above > 0 && above <= 1) thresholds.push_back(above);
+    }
+  }
+  std::sort(thresholds.begin(), thresholds.end());
+  thresholds.erase(std::unique(thresholds.begin(), thresholds.end()), thresholds.end());
+  for (const double threshold : thresholds) {
+    const OperatingPoint op = point(threshold);
     if (e.curve.empty() || op.largest_share != e.curve.back().largest_share || op.quality != e.curve.back().quality ||
         op.cost != e.curve.back().cost) {
       e.curve.push_back(op);

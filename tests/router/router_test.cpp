@@ -1686,8 +1686,8 @@ TEST(RouterEvaluate, ApgrAndOperatingPointsMatchABruteForceComputation) {
   EXPECT_NEAR(evaluate(policy, test, ladder, 0.5, 0, 0.01).accuracy, correct_with_cost, 1e-12);
   EXPECT_NE(correct_with_cost, correct);  // the rows are such that cost changes the answer
   EXPECT_NEAR(e.regret, q_strong - quality, 1e-12);
-  // The curve: the points of a 0.001 threshold grid (and one above 1: never escalate) where the
-  // operating point changes. Five distinct scores: six points, each the brute-force one at its threshold.
+  // The curve: every operating point a threshold reaches, each once. Five distinct scores: six
+  // points, each the brute-force one at its threshold.
   ASSERT_EQ(e.curve.size(), 6u);
   EXPECT_EQ(e.curve.front().threshold, 0.0);
   EXPECT_DOUBLE_EQ(e.curve.front().largest_share, 1.0);
@@ -1723,6 +1723,63 @@ TEST(RouterEvaluate, ApgrAndOperatingPointsMatchABruteForceComputation) {
   EXPECT_NEAR(e2.apgr, apgr2, 1e-12);
   EXPECT_NEAR(e2.cpt50, cpt2, 1e-12);
   EXPECT_GT(e2.apgr, e.apgr);
+}
+
+TEST(RouterEvaluate, TheCurveHoldsEveryOperatingPointOfAFourModelLadderOnce) {
+  const Ladder ladder = ladder_of(4);
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> unit(0, 1);
+  std::vector<Outcome> test;
+  std::map<std::string, std::vector<float>> probs;
+  for (int i = 0; i < 40; ++i) {
+    Outcome o;
+    o.id = "c" + std::to_string(i);
+    for (std::size_t m = 0; m < 4; ++m)
+      o.trials.push_back({.model = m, .quality = std::round(unit(rng) * 4) / 4, .cost = std::pow(3.0, m)});
+    // Coarse probabilities (tenths) give ties between rows and zero masses within a row.
+    std::vector<float> p(4);
+    float sum = 0;
+    for (float& v : p) sum += v = static_cast<float>(std::round(unit(rng) * 3) / 10);
+    if (sum == 0) p[0] = 1;
+    probs[o.id] = p;
+    test.push_back(o);
+  }
+  const Policy policy{"coarse", [&](const Outcome& o) { return probs.at(o.id); }};
+  const auto e = evaluate(policy, test, ladder);
+  auto brute = [&](double threshold) {
+    OperatingPoint op{threshold, 0, 0, 0};
+    for (const Outcome& o : test) {
+      const std::size_t m = tier_for(probs.at(o.id).data(), 4, threshold);
+      op.largest_share += (m == 3) / 40.0;
+      op.quality += o.trials[m].quality / 40.0;
+      op.cost += o.trials[m].cost / 40.0;
+    }
+    return op;
+  };
+  auto same = [](const OperatingPoint& a, const OperatingPoint& b) {
+    return std::abs(a.quality - b.quality) < 1e-12 && std::abs(a.cost - b.cost) < 1e-12 &&
+           std::abs(a.largest_share - b.largest_share) < 1e-12;
+  };
+  ASSERT_GE(e.curve.size(), 3u);
+  for (std::size_t k = 0; k < e.curve.size(); ++k) {
+    EXPECT_TRUE(same(e.curve[k], brute(e.curve[k].threshold))) << "curve point " << k;
+    for (std::size_t j = 0; j < k; ++j) EXPECT_FALSE(same(e.curve[j], e.curve[k])) << j << " and " << k;
+  }
+  // A fine sweep (every 0.0001) finds no point the curve lacks.
+  std::size_t distinct_found = 0;
+  std::vector<OperatingPoint> seen;
+  for (int k = 0; k <= 10001; ++k) {
+    const OperatingPoint op = brute(k <= 10000 ? k / 10000.0 : 1.0 + 1e-9);
+    bool in_curve = false;
+    for (const auto& c : e.curve) in_curve = in_curve || same(c, op);
+    EXPECT_TRUE(in_curve) << "threshold " << op.threshold;
+    bool known = false;
+    for (const auto& v : seen) known = known || same(v, op);
+    if (!known) seen.push_back(op), ++distinct_found;
+  }
+  // The curve holds more: points reachable only between two values a grid step apart (sums of
+  // tenths in float differ in their last bits from row to row), which a grid misses.
+  EXPECT_GT(e.curve.size(), distinct_found);
 }
 
 TEST(RouterEvaluate, TierRuleAndRandomPolicy) {
