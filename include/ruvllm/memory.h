@@ -81,9 +81,10 @@ struct MemoryParams {
   // faster on long queries) rather than from FTS5's tables. Built on open: FOLDOC's 3,730 nodes
   // (1.75 MB of text) add 88 ms and 4.9 MB; off = FTS5 answers (huge stores, small RAM).
   bool lexical_in_memory = true;
-  // A copy of every vector in RAM (4·d bytes per node: 1.5 MB for FOLDOC, 1.5 GB for 1M × 384-d),
-  // so that an expansion without rows touches no table: 0.1 ms rather than 0.4 ms after a
-  // generation has swept the caches. Off: those vectors come from the store.
+  // A copy of every vector in RAM (4·d bytes per node: 1.5 MB for FOLDOC, 1.5 GB for 1M × 384-d,
+  // beside the index's own; read from the store on open), so that an expansion without rows
+  // touches no table: ~0.25 ms rather than ~0.5 after a generation has swept the caches (README).
+  // Off: those vectors come from the store.
   bool vectors_in_memory = true;
   std::function<void(const std::string&)> warn;  // warnings (index rebuilt, ...); default: stderr
 };
@@ -140,7 +141,8 @@ struct ExpandParams {
   // false: each node carries only its id, type, timestamp, confidence, validity and vector (what
   // graph scoring reads), from RAM (MemoryParams::vectors_in_memory) or the vectors table; source,
   // title, text, tags, domain, language, version and metadata keep their defaults. For a caller that
-  // scores the subgraph first and reads the few rows it keeps with get().
+  // scores the subgraph first and reads the few rows it keeps with get_many(). A node whose add
+  // has committed but not yet reached the in-RAM tables leaves this subgraph (a full one keeps it).
   bool full_rows = true;
 };
 
@@ -168,7 +170,7 @@ class Memory {
   std::vector<std::string> add_batch(std::vector<Node> nodes, std::vector<Edge> edges = {});
   std::optional<Node> get(std::string_view id, bool with_vector = false) const;
   // Many at once, one statement: per id its node, or nothing for an unknown id.
-  std::vector<std::optional<Node>> get(const std::vector<std::string>& ids, bool with_vector = false) const;
+  std::vector<std::optional<Node>> get_many(const std::vector<std::string>& ids, bool with_vector = false) const;
   bool remove(std::string_view id);  // the node, its vector and its edges; false if unknown
   // Closes `id`'s validity at `valid_to` and adds `replacement` with a `supersedes` edge to it.
   std::string supersede(std::string_view id, Node replacement, int64_t valid_to_ms = 0);

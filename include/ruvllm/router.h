@@ -254,8 +254,9 @@ struct Evaluation {
   double quality = 0, cost = 0, regret = 0;                 // at the default threshold; regret vs always-largest
   double largest_share = 0;                                 // at the default threshold
   std::size_t rows = 0;
-  // Every operating point the threshold reaches, from 0 (always the largest) to just above 1 (never
-  // escalate), each once, with a threshold that gives it (evaluate() finds where decisions change).
+  // The operating points the threshold reaches, from 0 (always the largest) to just above 1 (never
+  // escalate), consecutive repeats collapsed, each with a threshold that gives it: evaluate() sweeps
+  // the exact breakpoints.
   std::vector<OperatingPoint> curve;
 };
 

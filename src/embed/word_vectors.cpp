@@ -52,8 +52,8 @@ class WordVectors final : public Embedder {
   Embedding embed(std::string_view text) const override {
     Embedding out;
     std::vector<double> sum(dim_, 0.0);
-    // `row`: the word's row when the caller has already looked it up (each lookup is a binary
-    // search of ~19 probes, most of them cache misses once a generation has swept the caches).
+    // `row`: the word's row when the caller has already looked it up (a lookup's probes are mostly
+    // cache misses once a generation has swept the caches: one is enough).
     const auto add = [&](std::string_view word, std::optional<uint32_t> row) {
       ++out.tokens;
       if (!row) row = find(word);
@@ -137,12 +137,12 @@ class WordVectors final : public Embedder {
       std::size_t slot = common::fnv1a(strings_ + e.offset, e.length) & mask_;
       while (slots_[slot] != 0) {
         const IndexEntry& other = index_[slots_[slot] - 1];
-        // A word listed twice keeps its first entry, as a lookup would have found one of them.
+        // A word listed twice keeps its most frequent row (the smallest).
         if (std::string_view(strings_ + other.offset, other.length) == std::string_view(strings_ + e.offset, e.length))
           break;
         slot = (slot + 1) & mask_;
       }
-      if (slots_[slot] == 0) slots_[slot] = i + 1;
+      if (slots_[slot] == 0 || e.row < index_[slots_[slot] - 1].row) slots_[slot] = i + 1;
     }
   }
 

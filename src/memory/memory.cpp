@@ -1025,34 +1025,26 @@ std::optional<Node> Memory::get(std::string_view id, bool with_vector) const {
   return n;
 }
 
-std::vector<std::optional<Node>> Memory::get(const std::vector<std::string>& ids, bool with_vector) const {
+std::vector<std::optional<Node>> Memory::get_many(const std::vector<std::string>& ids, bool with_vector) const {
   std::vector<std::optional<Node>> out(ids.size());
-  std::vector<uint64_t> keys;
-  std::unordered_map<uint64_t, std::vector<std::size_t>> positions;  // an id asked twice gets two copies
-  {
-    std::shared_lock lock(impl_->meta_mutex);
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      const auto found = impl_->key_of_id.find(ids[i]);
-      if (found == impl_->key_of_id.end()) continue;
-      auto& at = positions[found->second];
-      if (at.empty()) keys.push_back(found->second);
-      at.push_back(i);
-    }
-  }
-  if (keys.empty()) return out;
+  if (ids.empty()) return out;
+  for (const auto& id : ids) require_utf8(id, "node id");
+  // By id in the store, as get() reads one: the ids as one JSON array (one SQL text for any list).
+  std::unordered_map<std::string_view, std::vector<std::size_t>> positions;  // an id asked twice gets two copies
+  for (std::size_t i = 0; i < ids.size(); ++i) positions[ids[i]].push_back(i);
   Impl::Reader reader(*impl_);
   Statement s(*reader,
               with_vector ? "SELECT " + std::string(Impl::kNodeColumns) +
                                 ", v.data FROM nodes n LEFT JOIN vectors v ON v.key = n.key "
-                                "WHERE n.key IN (SELECT value FROM json_each(?))"
+                                "WHERE n.id IN (SELECT value FROM json_each(?))"
                           : "SELECT " + std::string(Impl::kNodeColumns) +
-                                " FROM nodes n WHERE n.key IN (SELECT value FROM json_each(?))",
+                                " FROM nodes n WHERE n.id IN (SELECT value FROM json_each(?))",
               Statement::Cached{});
-  s.bind(1, key_array(keys));
+  s.bind(1, nlohmann::json(ids).dump());
   while (s.step()) {
     Node n = Impl::read_node(s);
     if (with_vector && !s.is_null(15)) n.vector = to_floats(s.blob(15));
-    const auto& at = positions.at(static_cast<uint64_t>(s.integer(0)));
+    const auto& at = positions.at(n.id);
     for (std::size_t k = 1; k < at.size(); ++k) out[at[k]] = n;
     out[at.front()] = std::move(n);
   }

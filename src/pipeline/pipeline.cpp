@@ -12,9 +12,11 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <list>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
@@ -168,6 +170,7 @@ router::RetrievalSignals retrieval_signals(const Retrieved& r, const std::vector
 }
 
 struct Candidates {
+  bool more = false;  // graph: subgraph nodes beyond the `offered` best were left out
   std::vector<attention::Candidate> candidates;
   std::vector<ContextBlock> blocks;       // the same nodes, for the response
   std::vector<const memory::Node*> from;  // into `owned` or the subgraph: metadata for evidence
@@ -177,12 +180,14 @@ struct Candidates {
 
 // The context candidates a retrieval strategy gives: none; the dense top-`want` (the naive flow's
 // search: its own, since a dense hit need not be among the fused candidates); the fused hits
-// (≤ want); or every subgraph node with its graph score (the context builder cuts to max_docs).
-// `r.search` is that dense search already when the flow is naive. Rows the subgraph does not hold
-// are read in one statement; a node removed since the search leaves a gap.
+// (≤ want); or the `offered` best subgraph nodes by graph score, in the order the context builder
+// reads them (it cuts to max_docs). `r.search` is that dense search already when the flow is naive.
+// Rows the subgraph does not hold are read in one statement; a node removed since the search
+// leaves a gap.
 Candidates gather(const memory::Memory& memory, const Retrieved& r, const std::vector<double>& scores,
                   router::Retrieval strategy, std::size_t want, const std::string& query,
-                  const std::vector<float>& query_vector, bool search_is_dense) {
+                  const std::vector<float>& query_vector, bool search_is_dense,
+                  std::size_t offered = std::numeric_limits<std::size_t>::max()) {
   struct Pick {
     const std::string* id;
     double score;
@@ -216,16 +221,26 @@ Candidates gather(const memory::Memory& memory, const Retrieved& r, const std::v
       pick_hits(search_is_dense ? r.search.hits : own.hits, true);
       break;
     case router::Retrieval::hybrid: pick_hits(r.search.hits, false); break;
-    case router::Retrieval::hybrid_graph:
-      for (std::size_t i = 0; i < r.subgraph.nodes.size(); ++i)
-        picks.push_back({&r.subgraph.nodes[i].id, scores.at(i), with_row(&r.subgraph.nodes[i])});
+    case router::Retrieval::hybrid_graph: {
+      // Best first, ties in subgraph order: the order build_context's stable sort gives the whole
+      // list, so the first `offered` are read exactly as they would be there.
+      if (scores.size() != r.subgraph.nodes.size()) throw Error("gather: one score per subgraph node expected");
+      std::vector<std::size_t> order(scores.size());
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return scores[a] > scores[b]; });
+      for (std::size_t k = 0; k < std::min(offered, order.size()); ++k) {
+        const std::size_t i = order[k];
+        picks.push_back({&r.subgraph.nodes[i].id, scores[i], with_row(&r.subgraph.nodes[i])});
+      }
       break;
+    }
   }
   Candidates out;
+  out.more = strategy == router::Retrieval::hybrid_graph && offered < r.subgraph.nodes.size();
   std::vector<std::string> missing;
   for (const Pick& p : picks)
     if (!p.row) missing.push_back(*p.id);
-  auto rows = missing.empty() ? std::vector<std::optional<memory::Node>>{} : memory.get(missing);
+  auto rows = missing.empty() ? std::vector<std::optional<memory::Node>>{} : memory.get_many(missing);
   std::size_t next_row = 0;
   for (const Pick& p : picks) {
     const memory::Node* n = p.row;
@@ -633,9 +648,6 @@ Response Pipeline::run(Request req) {
   s.engine->load(out.model);                 // the first request to a model pays its load here, inside "llm"
   const int64_t load_us = micros_since(t);
   t = Clock::now();
-  Candidates cand = gather(*s.memory, r, scores, naive ? router::Retrieval::dense : out.decision.retrieval, c.max_docs,
-                           req.query, e.vector, naive);
-  auto& blocks = cand.blocks;
   out.retrieved = r.search.hits.size();
   {
     double sum = 0, sq = 0;
@@ -660,8 +672,21 @@ Response Pipeline::run(Request req) {
   cp.count_tokens = [&](std::string_view text) { return s.count_tokens(out.model, text); };
   out.decision.context_tokens = static_cast<int>(cp.max_tokens);  // the budget applied, after the config's cap
   attention::Context ctx;
-  if (!cand.candidates.empty() && cp.max_tokens > 0) ctx = attention::build_context(cand.candidates, cp);
-  for (std::size_t i : ctx.used) out.context.push_back(std::move(blocks[i]));
+  Candidates cand;
+  if (cp.max_tokens > 0 && cp.max_docs > 0) {
+    // The graph's candidates are offered best first, twice max_docs at a time: the builder looks
+    // further only past duplicates, and reading every subgraph row would cost what the expansion
+    // without rows saved. More only when it used up what it was offered without filling the context.
+    for (std::size_t offered = 2 * cp.max_docs;; offered *= 2) {
+      cand = gather(*s.memory, r, scores, naive ? router::Retrieval::dense : out.decision.retrieval, c.max_docs,
+                    req.query, e.vector, naive, offered);
+      if (!cand.candidates.empty()) ctx = attention::build_context(cand.candidates, cp);
+      const bool used_up =
+          ctx.used.size() < cp.max_docs && ctx.used.size() + ctx.dropped_duplicates == cand.candidates.size();
+      if (!cand.more || !used_up) break;
+    }
+  }
+  for (std::size_t i : ctx.used) out.context.push_back(std::move(cand.blocks[i]));
   out.user_turn = ctx.text.empty() ? req.query : ctx.text + "Question: " + req.query;
   out.times.context = micros_since(t);
 

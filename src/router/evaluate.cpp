@@ -95,32 +95,57 @@ Evaluation evaluate(const Policy& policy, const std::vector<Outcome>& test, cons
   q_smallest /= static_cast<double>(rows);
   e.accuracy = correct / static_cast<double>(rows);
   e.regret = q_largest - e.quality;
-  // The operating curve, exact: a row takes the first model m whose normalised probability mass
-  // above it, a_m, is below the threshold (tier_for), so its choice changes only where the threshold
-  // passes one of its a_m, and the point is constant between consecutive such values. Evaluated at
-  // 0 (always the largest), at each distinct a_m (tier_for's test is strict: the point of the
-  // interval that value closes) and just above 1 (never escalate); kept where the point changes.
-  // A grid (0.001 once, 0.02 before) missed points of routers whose probabilities sit close together.
-  std::vector<double> thresholds{0.0, 1.0 + 1e-9};
-  thresholds.reserve(rows * largest + 2);
+  // The operating curve, swept exactly: a row takes the first model m whose normalised mass above
+  // it is below the threshold (tier_for), so its choice moves down to m where the threshold passes
+  // that value and nowhere else. The values of every row, sorted, are the curve's breakpoints; one
+  // pass applies each row's switches and records the point after each breakpoint, at the next one
+  // (tier_for's test is strict), in O(E log E) for E = rows × (models − 1). Close breakpoints are
+  // not merged: rows with equal ratios of float32 probabilities round a few ulps apart, and a round
+  // threshold (0.5, the default) falls between them, so those points are reached in practice. A
+  // grid (0.001, 0.02 before) missed such points.
+  struct Switch {
+    double at;
+    std::size_t row, model;
+  };
+  std::vector<Switch> switches;
+  switches.reserve(rows * largest);
+  for (std::size_t i = 0; i < rows; ++i)
+    walk_masses_above(&p[i * n], n, nullptr, [&](std::size_t m, double above) {
+      switches.push_back({above, i, m});
+      return false;
+    });
+  std::sort(switches.begin(), switches.end(), [](const Switch& a, const Switch& b) { return a.at < b.at; });
+  std::vector<std::size_t> chosen(rows, largest);
+  long double quality_sum = 0, cost_sum = 0;  // long double: the running sums drift less than a point's spacing
+  std::size_t on_largest = rows;
   for (std::size_t i = 0; i < rows; ++i) {
-    const float* pi = &p[i * n];
-    double mass = 0;
-    for (std::size_t m = 0; m < n; ++m) mass += pi[m];
-    double above = 1;  // the same arithmetic as tier_for's, so each value is exactly where it switches
-    for (std::size_t m = 0; m < largest; ++m) {
-      above -= mass > 0 ? pi[m] / mass : 0;
-      if (above > 0 && above <= 1) thresholds.push_back(above);
-    }
+    quality_sum += t.quality[i * n + largest];
+    cost_sum += t.cost[i * n + largest];
   }
-  std::sort(thresholds.begin(), thresholds.end());
-  thresholds.erase(std::unique(thresholds.begin(), thresholds.end()), thresholds.end());
-  for (const double threshold : thresholds) {
-    const OperatingPoint op = point(threshold);
-    if (e.curve.empty() || op.largest_share != e.curve.back().largest_share || op.quality != e.curve.back().quality ||
-        op.cost != e.curve.back().cost) {
+  auto record = [&](double threshold) {
+    const auto r = static_cast<long double>(rows);
+    const OperatingPoint op{threshold, static_cast<double>(on_largest) / static_cast<double>(rows),
+                            static_cast<double>(quality_sum / r), static_cast<double>(cost_sum / r)};
+    const auto differs = [](double a, double b) { return std::abs(a - b) > 1e-12 * std::max(1.0, std::abs(b)); };
+    if (e.curve.empty() || differs(op.largest_share, e.curve.back().largest_share) ||
+        differs(op.quality, e.curve.back().quality) || differs(op.cost, e.curve.back().cost)) {
       e.curve.push_back(op);
     }
+  };
+  record(0.0);  // always the largest
+  for (std::size_t k = 0; k < switches.size();) {
+    const double first = switches[k].at;
+    for (; k < switches.size() && switches[k].at == first; ++k) {
+      const Switch& w = switches[k];
+      const std::size_t from = chosen[w.row];
+      if (w.model >= from) continue;  // a lower value of the same row already moved it further down
+      quality_sum += t.quality[w.row * n + w.model] - t.quality[w.row * n + from];
+      cost_sum += t.cost[w.row * n + w.model] - t.cost[w.row * n + from];
+      on_largest -= from == largest;
+      chosen[w.row] = w.model;
+    }
+    const double next = k < switches.size() ? switches[k].at : 1.0 + 1e-9;  // past the last: never escalate
+    if (next > 0) record(next);  // thresholds <= 0 mean "always the largest": nothing to record below
   }
 
   if (n == 2 && q_largest != q_smallest) {

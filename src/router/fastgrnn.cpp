@@ -793,22 +793,13 @@ std::size_t Router::weight_bytes() const {
 }
 
 std::size_t tier_for(const float* p, std::size_t models, double threshold, const bool* allowed) {
-  double mass = 0;
-  std::size_t largest = models;
-  for (std::size_t m = 0; m < models; ++m) {
-    if (allowed && !allowed[m]) continue;
-    mass += p[m];
-    largest = m;
-  }
-  if (largest == models) throw Error("router: no model is allowed");
-  if (threshold <= 0) return largest;  // rounding must not let "always the largest" pick another
-  double above = 1;                    // normalised mass of the allowed models above the current one
-  for (std::size_t m = 0; m < largest; ++m) {
-    if (allowed && !allowed[m]) continue;
-    above -= mass > 0 ? p[m] / mass : 0;
-    if (above < threshold) return m;
-  }
-  return largest;
+  std::size_t chosen = models;
+  const std::size_t largest = walk_masses_above(p, models, allowed, [&](std::size_t m, double above) {
+    // threshold <= 0: always the largest, whatever rounding leaves in `above`
+    if (threshold > 0 && above < threshold) chosen = m;
+    return chosen != models;
+  });
+  return chosen == models ? largest : chosen;
 }
 
 double normal(std::mt19937_64& rng) {

@@ -117,4 +117,27 @@ void compile(const Layout& L, const std::vector<double>& theta, bool quantize, R
 double normal(std::mt19937_64& rng);  // Box–Muller: the same numbers on every standard library
 uint64_t uniform_below(std::mt19937_64& rng, uint64_t n);
 
+// tier_for's arithmetic, shared with the evaluation's curve so that a breakpoint found there is
+// exactly where tier_for switches: the allowed models' normalised probability mass above each
+// allowed model m below the largest allowed one, passed to visit(m, above) in ascending m until it
+// returns true. Returns the largest allowed model; throws Error when none is allowed.
+template <typename Visit>
+std::size_t walk_masses_above(const float* p, std::size_t models, const bool* allowed, Visit&& visit) {
+  double mass = 0;
+  std::size_t largest = models;
+  for (std::size_t m = 0; m < models; ++m) {
+    if (allowed && !allowed[m]) continue;
+    mass += p[m];
+    largest = m;
+  }
+  if (largest == models) throw Error("router: no model is allowed");
+  double above = 1;
+  for (std::size_t m = 0; m < largest; ++m) {
+    if (allowed && !allowed[m]) continue;
+    above -= mass > 0 ? p[m] / mass : 0;
+    if (visit(m, above)) break;
+  }
+  return largest;
+}
+
 }  // namespace ruvllm::router

@@ -571,7 +571,7 @@ TEST(Memory, ExpandEqualsAWalkOverTheStoreThroughEveryEdgeChange) {
       std::vector<std::string> asked = got;
       asked.push_back("no-such-node");
       if (!got.empty()) asked.push_back(got.front());  // asked twice
-      const auto rows = m.get(asked, true);
+      const auto rows = m.get_many(asked, true);
       ASSERT_EQ(rows.size(), asked.size());
       EXPECT_FALSE(rows[got.size()].has_value());
       for (std::size_t i = 0; i < g.nodes.size(); ++i) {

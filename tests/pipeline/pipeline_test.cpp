@@ -1016,6 +1016,41 @@ std::string train_router(const embed::Embedder& embedder, const std::string& pat
   return path;
 }
 
+// The routed flow reads the graph's rows best first, a few at a time; when copies of one text fill
+// those (the builder drops each as a duplicate) it reads further, and builds the context the whole
+// subgraph would give: evidence() offers every row at once.
+TEST(Pipeline, GraphContextReadsPastDuplicatesAsTheWholeSubgraphWould) {
+  RUVLLM_REQUIRE_VECTORS();
+  const std::string dir = fresh_dir("pipeline-duplicates");
+  Config c = tiny_config(dir);
+  c.max_docs = 2;  // rows offered 4, 8, 16, ... at a time
+  Pipeline p(c);
+  ingest_corpus(p);
+  const auto best = p.memory().search({.text = kQuestion, .k = 1});
+  ASSERT_EQ(best.hits.size(), 1u);
+  const std::string copied = p.memory().get(best.hits[0].id)->text;
+  std::vector<memory::Node> copies;
+  std::vector<memory::Edge> links;
+  for (int i = 0; i < 12; ++i) {
+    copies.push_back({.id = "copy-" + std::to_string(i), .text = copied, .metadata = R"({"source_id": "copy"})"});
+    links.push_back({.src = "copy-" + std::to_string(i), .dst = best.hits[0].id, .rel = "same_topic"});
+  }
+  p.memory().add_batch(std::move(copies), std::move(links));
+  p.invalidate_all();
+
+  Request r = ask(kQuestion);
+  r.generate = false;
+  const Response routed = p.run(r);
+  ASSERT_FALSE(routed.routed);  // no router: hybrid + graph
+  ASSERT_EQ(routed.context.size(), c.max_docs) << "stopped at the copies";
+  EXPECT_NE(routed.context[0].text, routed.context[1].text);
+  const auto ev = p.evidence({kQuestion, {"compiler", "linker"}}, {static_cast<int>(c.max_context_tokens)});
+  for (const auto& t : ev.trials)
+    if (t.retrieval == router::Retrieval::hybrid_graph) {
+      EXPECT_EQ(t.blocks, routed.context.size());
+    }
+}
+
 // Evidence for the router's context heads must describe the contexts run() builds: the routed
 // flow without a router uses hybrid + graph at context.max_tokens, and the naive flow's dense top-k
 // is the dense strategy at the same budget. Recall is checked against the gold ids by hand.
