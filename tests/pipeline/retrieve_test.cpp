@@ -18,7 +18,10 @@ std::unique_ptr<memory::Memory> bridge_memory() {
   } catch (const embed::Error&) {
     return nullptr;
   }
-  const std::string db = test::tmp_dir() + "/pipeline-retrieve.sqlite";
+  // Per test: ctest runs the tests of this file as parallel processes, and one removing the files
+  // another has open failed it with "disk I/O error".
+  const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const std::string db = test::tmp_dir() + "/pipeline-retrieve-" + name + ".sqlite";
   for (const char* suffix : {"", "-wal", "-shm", ".usearch"}) std::filesystem::remove(db + suffix);
   memory::MemoryParams p;
   p.path = db;
@@ -27,7 +30,7 @@ std::unique_ptr<memory::Memory> bridge_memory() {
   auto m = std::make_unique<memory::Memory>(p);
   // "Kiss and Tell" mentions "Shirley Temple" by title: ingest joins them with a `mentions` edge.
   const std::string corpus = test::write_file(
-      "bridge.jsonl",
+      "bridge-" + name + ".jsonl",
       R"({"id": "kt", "title": "Kiss and Tell", "text": "Kiss and Tell is a 1945 American comedy film starring Shirley Temple as Corliss Archer."})"
       "\n"
       R"({"id": "st", "title": "Shirley Temple", "text": "Shirley Temple Black was an actress who later served as United States ambassador to Ghana."})"
