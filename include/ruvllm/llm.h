@@ -123,6 +123,10 @@ struct EngineParams {
   int parallel = 4;                                       // sequences decoded together per model
   int batch = 512;                                        // prompt tokens per decode step
   std::size_t prefix_cache_bytes = std::size_t{1} << 30;  // per model
+  // For tests of failure handling: called on a model's runner thread before it admits a request
+  // ("admit") and before each decode step ("step"); what it throws fails the requests concerned,
+  // as an allocation failure there would, and the runner keeps serving. Empty in the product.
+  std::function<void(std::string_view where)> inject_fault;
 };
 
 struct CacheStats {

@@ -11,6 +11,7 @@
 #include <random>
 #include <string_view>
 
+#include "common/json_depth.h"
 #include "ruvllm/attention.h"
 
 namespace ruvllm::attention {
@@ -485,11 +486,13 @@ void AttentionModel::save(const std::string& path) const {
 }
 
 AttentionModel AttentionModel::load(const std::string& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("attention: cannot read the model file " + path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (common::json_nests_deeper_than(text)) throw Error(path + " is not a ruvllm attention model (nests too deep)");
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
+    j = nlohmann::json::parse(text);
     if (j.value("format", "") != "ruvllm-attention") throw Error(path + " is not a ruvllm attention model");
     if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int64_t>() != 1)
       throw Error(path + ": attention model version " + (j.contains("version") ? j["version"].dump() : "(none)") +

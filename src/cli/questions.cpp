@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "common/json_depth.h"
+
 namespace ruvllm::cli {
 
 // Questions in the schema of ../shared/data/qa ({"id", "question", "supporting": [ids]})
@@ -18,10 +20,12 @@ std::vector<std::pair<std::string, pipeline::LabelledQuestion>> read_labelled_qu
   for (std::string line; std::getline(in, line);) {
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const auto j = nlohmann::json::parse(line, nullptr, false);
     auto fail = [&](const std::string& why) {
       throw std::runtime_error(path + ":" + std::to_string(line_no) + ": " + why);
     };
+    if (common::json_nests_deeper_than(line))
+      fail("nests deeper than " + std::to_string(common::kMaxJsonDepth) + " levels");
+    const auto j = nlohmann::json::parse(line, nullptr, false);
     if (!j.is_object()) fail("not a JSON object");
     const char* text_key = j.contains("question") ? "question" : "text";
     if (!j.contains(text_key) || !j[text_key].is_string()) fail("\"question\" (or \"text\") must be a string");

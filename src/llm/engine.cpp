@@ -113,8 +113,8 @@ struct Engine::Impl {
     if (!slot.loaded) {
       auto loaded = std::make_shared<Loaded>();
       loaded->model = std::make_shared<const detail::LoadedModel>(s, params.load_mode, params.gpu_layers);
-      detail::RunnerParams rp{threads(), params.context, params.parallel, params.batch, params.prefix_cache_bytes,
-                              compute};
+      detail::RunnerParams rp{threads(), params.context,     params.parallel, params.batch, params.prefix_cache_bytes,
+                              compute,   params.inject_fault};
       loaded->runner = std::make_unique<detail::Runner>(loaded->model, rp);
       slot.loaded = std::move(loaded);
     }

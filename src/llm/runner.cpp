@@ -168,50 +168,78 @@ CacheStats Runner::cache_stats() const {
   return stats;
 }
 
+// Nothing may escape this thread: an exception here would call std::terminate and take every
+// model and the server with it. A failed admission fails its own request; a failure anywhere else
+// in a turn leaves the sequences' state unknown, so it fails the active requests and clears them.
 void Runner::loop() {
   uint64_t tick = 0;
-  const auto any_active = [this] {
-    return std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.active != nullptr; });
-  };
   for (;;) {
-    std::vector<std::unique_ptr<Job>> admitted, cancelled;
-    {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || any_active(); });
-      if (stopping_ && queue_.empty() && !any_active()) return;
-      // Requests cancelled while they wait leave the queue now, not when a sequence frees up.
-      for (auto it = queue_.begin(); it != queue_.end();) {
-        if ((*it)->request.cancel.stop_requested()) {
-          cancelled.push_back(std::move(*it));
-          it = queue_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      auto free_slots = std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.active; });
-      while (free_slots-- > 0 && !queue_.empty()) {
-        admitted.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
+    try {
+      if (!turn(tick)) return;
+    } catch (...) {
+      const auto error = std::current_exception();
+      for (auto& slot : slots_)
+        if (slot.active) fail(slot, error);
     }
-    for (auto& job : cancelled) {
-      GenerateResult result;
-      result.model = model_->spec().name;
-      result.finish = Finish::cancelled;
-      result.prompt_tokens = static_cast<int>(job->tokens.size());
-      result.generated_weights = model_->info().generated_weights;
-      result.timings.queued = result.timings.total = micros(Clock::now() - job->submitted);
-      job->promise.set_value(std::move(result));
-    }
-    for (auto& job : admitted) admit(std::move(job), ++tick);
-    for (auto& slot : slots_) {
-      if (slot.active && slot.active->job->request.cancel.stop_requested()) finish(slot, Finish::cancelled);
-    }
-    step();
   }
 }
 
-void Runner::admit(std::unique_ptr<Job> job, uint64_t tick) {
+bool Runner::turn(uint64_t& tick) {
+  const auto any_active = [this] {
+    return std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.active != nullptr; });
+  };
+  std::vector<std::unique_ptr<Job>> admitted, cancelled;
+  {
+    std::unique_lock lock(mutex_);
+    wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || any_active(); });
+    if (stopping_ && queue_.empty() && !any_active()) return false;
+    // Requests cancelled while they wait leave the queue now, not when a sequence frees up.
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if ((*it)->request.cancel.stop_requested()) {
+        cancelled.push_back(std::move(*it));
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    auto free_slots = std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.active; });
+    while (free_slots-- > 0 && !queue_.empty()) {
+      admitted.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+  for (auto& job : cancelled) {
+    GenerateResult result;
+    result.model = model_->spec().name;
+    result.finish = Finish::cancelled;
+    result.prompt_tokens = static_cast<int>(job->tokens.size());
+    result.generated_weights = model_->info().generated_weights;
+    result.timings.queued = result.timings.total = micros(Clock::now() - job->submitted);
+    job->promise.set_value(std::move(result));
+  }
+  for (auto& job : admitted) {
+    const Job* const submitted = job.get();
+    try {
+      if (params_.inject_fault) params_.inject_fault("admit");
+      admit(job, ++tick);
+    } catch (...) {
+      if (job) {  // still ours: no slot holds it
+        job->promise.set_exception(std::current_exception());
+        continue;
+      }
+      for (auto& slot : slots_)
+        if (slot.active && slot.active->job.get() == submitted) fail(slot, std::current_exception());
+    }
+  }
+  for (auto& slot : slots_) {
+    if (slot.active && slot.active->job->request.cancel.stop_requested()) finish(slot, Finish::cancelled);
+  }
+  if (params_.inject_fault) params_.inject_fault("step");
+  step();
+  return true;
+}
+
+void Runner::admit(std::unique_ptr<Job>& job, uint64_t tick) {
   const auto& tokens = job->tokens;
   // At least the last prompt token is decoded: its logits start the generation.
   const std::size_t limit = tokens.size() - 1;
@@ -438,7 +466,10 @@ void Runner::finish(Slot& slot, Finish reason) {
 }
 
 void Runner::fail(Slot& slot, const std::exception_ptr& error) {
-  slot.active->job->promise.set_exception(error);
+  try {
+    slot.active->job->promise.set_exception(error);
+  } catch (const std::future_error&) {  // already answered (a failure after finish set its value)
+  }
   slot.active.reset();
   clear(slot);  // the sequence state is unknown after a failure
 }

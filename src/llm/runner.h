@@ -32,6 +32,7 @@ struct RunnerParams {
   // llama.cpp thread pools on the same cores spin against each other (measured: 4 clients over
   // two models on 2 cores ran at 1.06x the naive flow's throughput instead of ~2x).
   std::shared_ptr<std::mutex> compute;
+  std::function<void(std::string_view where)> inject_fault;  // EngineParams::inject_fault
 };
 
 class Runner {
@@ -83,7 +84,9 @@ class Runner {
 
   void tokenize_split(Job& job, std::string_view text, std::size_t prefix_bytes) const;
   void loop();
-  void admit(std::unique_ptr<Job> job, uint64_t tick);
+  bool turn(uint64_t& tick);  // one pass of the loop; false once stopping with nothing left
+  // Takes `job` from its argument once it owns a slot; a throw before that leaves it there.
+  void admit(std::unique_ptr<Job>& job, uint64_t tick);
   bool step();  // one decode over all active sequences; false when nothing was active
   void sample(Slot& slot);
   TokenLogprob logprob_of(int logits_index, llama_token token, int top_n);

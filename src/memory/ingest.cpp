@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "common/hash.h"
+#include "common/json_depth.h"
 #include "common/utf8.h"
 #include "ruvllm/memory.h"
 #include "text_match.h"
@@ -66,6 +67,8 @@ std::vector<Document> read_documents(const std::string& path, std::size_t& empty
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       const std::string where = path + ":" + std::to_string(n);
       require_utf8(line, where);
+      if (common::json_nests_deeper_than(line))
+        throw Error(where + ": nests deeper than " + std::to_string(common::kMaxJsonDepth) + " levels");
       nlohmann::json j;
       try {
         j = nlohmann::json::parse(line);

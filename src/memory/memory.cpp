@@ -16,6 +16,7 @@
 #include <unordered_set>
 
 #include "ann.h"
+#include "common/json_depth.h"
 #include "common/sidecar.h"
 #include "common/utf8.h"
 #include "lexical.h"
@@ -584,6 +585,8 @@ struct Memory::Impl {
     if (!(n.confidence >= 0 && n.confidence <= 1)) throw Error("node confidence must be in [0, 1]");
     if (n.valid_from && n.valid_to && *n.valid_to < *n.valid_from) throw Error("node valid_to is before valid_from");
     if (n.metadata.empty()) n.metadata = "{}";
+    if (common::json_nests_deeper_than(n.metadata))
+      throw Error("node metadata nests deeper than " + std::to_string(common::kMaxJsonDepth) + " levels");
     try {
       if (!nlohmann::json::parse(n.metadata).is_object()) throw Error("node metadata must be a JSON object");
     } catch (const nlohmann::json::exception& e) {

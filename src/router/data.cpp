@@ -6,15 +6,19 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "common/json_depth.h"
 #include "internal.h"
 
 namespace ruvllm::router {
 namespace {
 
 nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read " + path);
-  const auto j = nlohmann::json::parse(in, nullptr, false);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (common::json_nests_deeper_than(text))
+    throw Error(path + ": nests deeper than " + std::to_string(common::kMaxJsonDepth) + " levels");
+  const auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded()) throw Error(path + ": malformed JSON");
   return j;
 }
@@ -28,6 +32,9 @@ void for_each_row(const std::string& path, F&& row) {
   for (std::string line; std::getline(in, line);) {
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (common::json_nests_deeper_than(line))
+      throw Error(path + ":" + std::to_string(line_no) + ": nests deeper than " +
+                  std::to_string(common::kMaxJsonDepth) + " levels");
     const auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object()) throw Error(path + ":" + std::to_string(line_no) + ": not a JSON object");
     row(j, line_no);

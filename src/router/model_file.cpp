@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "common/json_depth.h"
 #include "internal.h"
 
 namespace ruvllm::router {
@@ -140,6 +141,7 @@ Router Router::load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read the router file " + path);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (common::json_nests_deeper_than(text)) throw Error(path + ": not a router file (nests too deep)");
   const auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) throw Error(path + ": not a router file (malformed JSON)");
   if (!j.contains("format") || j["format"] != kFormat) throw Error(path + ": not a router file (format)");

@@ -28,6 +28,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/json_depth.h"
 #include "common/utf8.h"
 
 namespace ruvllm::server {
@@ -85,6 +86,9 @@ void send_json(httplib::Response& res, int status, const json& body) {
 json parse_body(const httplib::Request& req) {
   if (auto at = common::first_invalid_utf8(req.body))
     throw HttpError(400, "the request body is not valid UTF-8 (byte " + std::to_string(*at) + ")");
+  if (common::json_nests_deeper_than(req.body))
+    throw HttpError(400, "the request body nests arrays and objects deeper than " +
+                             std::to_string(common::kMaxJsonDepth) + " levels");
   json body = json::parse(req.body, nullptr, false);
   if (body.is_discarded()) throw HttpError(400, "the request body is not valid JSON");
   if (!body.is_object()) throw HttpError(400, "the request body must be a JSON object");
@@ -291,7 +295,7 @@ struct Server::Impl {
     std::list<Active>::iterator it_;
   };
 
-  void watch(std::stop_token stop) {
+  void watch(std::stop_token stop) noexcept {  // nothing in it throws; noexcept says so
     std::unique_lock lock(active_mutex);
     while (!stop.stop_requested()) {
       active_changed.wait_for(lock, std::chrono::milliseconds(100));
@@ -564,6 +568,8 @@ struct Server::Impl {
         stream->fail(e);
       } catch (const std::exception& e) {
         stream->fail(HttpError(500, std::string("internal error: ") + e.what()));
+      } catch (...) {  // nothing may escape a thread: std::terminate would end the server
+        stream->fail(HttpError(500, "internal error"));
       }
     });
     if (auto error = stream->wait_first()) throw *error;

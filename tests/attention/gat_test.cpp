@@ -178,7 +178,8 @@ TEST(GraphAttention, SameSeedSameModelAndTheFileRoundTrips) {
   EXPECT_EQ(x.score, y.score);
   // A damaged file is a clear error, never a model.
   for (const std::string& text : {std::string("{"), std::string("{\"format\":\"other\"}"), std::string("[1,2,3]"),
-                                  std::string("{\"format\":\"ruvllm-attention\",\"version\":2}")}) {
+                                  std::string("{\"format\":\"ruvllm-attention\",\"version\":2}"),
+                                  std::string(80000, '[') + std::string(80000, ']')}) {
     std::ofstream(path, std::ios::trunc) << text;
     EXPECT_THROW(AttentionModel::load(path), Error) << text;
   }

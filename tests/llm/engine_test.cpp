@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <llama.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -243,6 +244,29 @@ TEST(Lfm2, TinyGeneratedModelLoadsAndGenerates) {
   EXPECT_TRUE(result.generated_weights);
   EXPECT_EQ(detail::first_invalid_utf8(result.text), std::nullopt);
   EXPECT_EQ(engine.info("tiny").n_params, lfm2_parameter_count("tiny"));  // counted by llama.cpp
+}
+
+// A throw on a runner's thread (an allocation failure in admission or around a decode step) fails
+// the request it hit with that error; the runner keeps serving, and what it serves next is what it
+// served before. Without the runner's catch this test ends in std::terminate.
+TEST(Lfm2, AFailureOnTheRunnerThreadFailsOnlyItsRequestAndTheEngineCarriesOn) {
+  std::atomic<int> fail_admit{0}, fail_step{0};
+  EngineParams p = one_model("tiny", tiny_lfm2(), 2);
+  p.inject_fault = [&](std::string_view where) {
+    if (where == "admit" && fail_admit.exchange(0)) throw std::bad_alloc();
+    if (where == "step" && fail_step.exchange(0)) throw std::bad_alloc();
+  };
+  Engine engine(std::move(p));
+  const auto before = engine.generate("tiny", greedy("The quick brown fox", 10));
+  fail_admit = 1;
+  EXPECT_THROW(engine.generate("tiny", greedy("The quick brown fox", 10)), std::bad_alloc);
+  fail_step = 1;
+  EXPECT_THROW(engine.generate("tiny", greedy("The quick brown fox", 10)), std::bad_alloc);
+  const auto after = engine.generate("tiny", greedy("The quick brown fox", 10));
+  EXPECT_EQ(after.text, before.text);
+  EXPECT_EQ(after.completion_tokens, before.completion_tokens);
+  EXPECT_EQ(fail_admit, 0);
+  EXPECT_EQ(fail_step, 0);
 }
 
 // Restoring a saved prefix state must leave the model exactly where a cold prefill would: for a

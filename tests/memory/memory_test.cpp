@@ -717,6 +717,8 @@ TEST(Memory, BadInputIsRejectedAndChangesNothing) {
   EXPECT_THROW(m.add(Node{.text = "", .vector = {1, 0, 0, 0}}), Error);
   EXPECT_THROW(m.add(Node{.text = "bad \xFF utf8", .vector = {1, 0, 0, 0}}), Error);
   EXPECT_THROW(m.add(Node{.text = "meta", .vector = {1, 0, 0, 0}, .metadata = "{not json"}), Error);
+  const std::string deep = "{\"a\": " + std::string(80000, '[') + std::string(80000, ']') + "}";
+  EXPECT_THROW(m.add(Node{.text = "deep meta", .vector = {1, 0, 0, 0}, .metadata = deep}), Error);
   EXPECT_THROW(m.add(Node{.text = "conf", .vector = {1, 0, 0, 0}, .confidence = 2}), Error);
   EXPECT_THROW(m.add(Node{.id = a, .text = "duplicate id", .vector = {1, 0, 0, 0}}), Error);
   // A batch with one bad node adds none of them.
@@ -814,6 +816,10 @@ TEST(Ingest, IdempotentWithChunksAndMentionEdges) {
   // A malformed line rejects its file before anything is written.
   const std::string bad = test::write_file("bad.jsonl", "{\"text\": \"fine\"}\n{not json\n");
   EXPECT_THROW(ingest(m, {bad}), Error);
+  EXPECT_EQ(m.stats().nodes, stats.nodes);
+  const std::string deep = test::write_file(
+      "deep.jsonl", "{\"text\": \"fine\", \"meta\": " + std::string(80000, '[') + std::string(80000, ']') + "}\n");
+  EXPECT_THROW(ingest(m, {deep}), Error);
   EXPECT_EQ(m.stats().nodes, stats.nodes);
   EXPECT_THROW(ingest(m, {test::write_file("x.pdf", "%PDF")}), Error);
 }

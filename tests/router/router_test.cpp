@@ -1124,6 +1124,9 @@ TEST(RouterFile, DamagedOrForeignFilesAreClearErrors) {
   expect_refused(good.substr(0, good.size() / 2), "truncated JSON", "malformed");
   expect_refused("", "empty file");
   expect_refused("[1, 2, 3]", "an array");
+  expect_refused(
+      edited([](auto& k) { k["extra"] = nlohmann::json::parse(std::string(100, '[') + std::string(100, ']')); }),
+      "a value nested 100 levels", "too deep");
   expect_refused(edited([](auto& k) { k["theta"].erase(k["theta"].size() - 1); }), "theta one short", "theta");
   expect_refused(edited([](auto& k) { k["theta"].push_back(0.5); }), "theta one long", "theta");
   expect_refused(edited([](auto& k) { k["theta"][5] = nullptr; }), "NaN (null) in theta", "theta");

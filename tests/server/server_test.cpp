@@ -782,6 +782,10 @@ TEST(Server, BadInputGetsTheRightStatusInOpenAIErrorShape) {
   const std::string user = R"({"role": "user", "content": "hi"})";
   auto chat = [&](const std::string& extra) { return R"({"messages": [)" + user + "]" + extra + "}"; };
   const std::string big = R"({"messages": [{"role": "user", "content": ")" + std::string(100 * 1024, 'a') + "\"}]}";
+  // 30,000 nested arrays (60 KB, under the body limit): dump() of such a value recursed until the
+  // stack overflowed (SIGSEGV) at 80,000.
+  const std::string deep = std::string(30000, '[') + std::string(30000, ']');
+  const std::string just_deep_enough = std::string(64, '[') + std::string(64, ']');
   const std::vector<BadRequest> cases = {
       {"malformed JSON", "POST", "/v1/chat/completions", R"({"messages": [)", 400},
       {"trailing garbage", "POST", "/v1/chat/completions", chat("") + " x", 400},
@@ -841,6 +845,11 @@ TEST(Server, BadInputGetsTheRightStatusInOpenAIErrorShape) {
       {"memory node empty text", "POST", "/v1/memory/nodes", R"({"text": ""})", 400},
       {"memory node unknown type", "POST", "/v1/memory/nodes", R"({"text": "x", "type": "banana"})", 400},
       {"memory node tags not an array", "POST", "/v1/memory/nodes", R"({"text": "x", "tags": "a"})", 400},
+      {"memory node metadata nested 30,000 levels", "POST", "/v1/memory/nodes",
+       R"({"text": "x", "metadata": {"a": )" + deep + "}}", 400},
+      {"body nested 66 levels", "POST", "/v1/memory/nodes",
+       R"({"text": "x", "metadata": {"a": )" + just_deep_enough + "}}", 400},
+      {"chat body nested 30,000 levels", "POST", "/v1/chat/completions", chat(R"(, "extra": )" + deep), 400},
       {"memory node vector of wrong dimension", "POST", "/v1/memory/nodes", R"({"text": "x", "vector": [1, 2, 3]})",
        400},
       {"edge to an unknown node", "POST", "/v1/memory/edges",
@@ -883,6 +892,7 @@ TEST(Server, BadInputGetsTheRightStatusInOpenAIErrorShape) {
   EXPECT_EQ(ok->status, 200) << ok->body;
   EXPECT_EQ(log_rows(h.config.request_log).size(), 1u);
   EXPECT_EQ(h.pipe->memory().edges(nid).size(), 0u);
+  EXPECT_EQ(h.pipe->memory().stats().nodes, 1u);
 }
 
 // A route that exists under another method: 405 Method Not Allowed (RFC 9110), not 404.
