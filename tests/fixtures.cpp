@@ -8,6 +8,7 @@
 #include <memory>
 #include <sstream>
 
+#include "ruvllm/embed.h"
 #include "ruvllm/llm.h"
 
 namespace ruvllm::test {
@@ -18,6 +19,20 @@ std::string tmp_dir() {
   fs::create_directories(dir);
   return dir.string();
 }
+
+std::string write_at(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+std::string fresh_dir(const std::string& name) {
+  const std::string dir = tmp_dir() + "/" + name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+bool have_word_vectors() { return fs::exists(embed::default_word_vectors()); }
 
 std::string shared_data(const std::string& relative) {
   const fs::path path = fs::path(RUVLLM_SHARED_DATA) / relative;

@@ -15,6 +15,13 @@ std::string shared_data(const std::string& relative);
 const std::string& tiny_lfm2();
 // Writes `bytes` to a new file under tmp_dir() and returns its path.
 std::string write_file(const std::string& name, const std::string& bytes);
+// Writes `bytes` to `path` (any folder) and returns the path.
+std::string write_at(const std::string& path, const std::string& bytes);
+// An empty folder tmp_dir()/name (emptied when it exists): one per test, since ctest runs the
+// tests of one executable as parallel processes.
+std::string fresh_dir(const std::string& name);
+// Whether scripts/setup.sh has converted the default GloVe table (embed::default_word_vectors()).
+bool have_word_vectors();
 std::string read_file(const std::string& path);
 
 // Runs the `ruvllm` program with `args` (a shell word list); stdout and stderr together.
@@ -25,6 +32,12 @@ struct CommandResult {
 CommandResult run(const std::string& args);
 
 }  // namespace ruvllm::test
+
+// Skips the test with a clear message when the default word vectors are absent.
+#define RUVLLM_REQUIRE_VECTORS()                                                               \
+  if (!::ruvllm::test::have_word_vectors()) {                                                  \
+    GTEST_SKIP() << "skipped: no word-vector table (scripts/setup.sh converts GloVe into it)"; \
+  }
 
 // Binds `var` to a ../shared/data file, or skips the test with a clear message when it is absent.
 #define RUVLLM_REQUIRE_SHARED(var, relative)                                                      \

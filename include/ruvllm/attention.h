@@ -16,12 +16,12 @@
 #include <string_view>
 #include <vector>
 
+#include "ruvllm/error.h"
+
 namespace ruvllm::attention {
 
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using ruvllm::Error;  // ruvllm/error.h: one type for every room, with a code
+using ruvllm::ErrorCode;
 
 struct GraphNode {
   std::vector<float> embedding;  // may be empty (a node without a vector)

@@ -14,16 +14,16 @@
 #include <string_view>
 #include <vector>
 
+#include "ruvllm/error.h"
+
 namespace ruvllm::llm {
 class Engine;
 }
 
 namespace ruvllm::embed {
 
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using ruvllm::Error;  // ruvllm/error.h: one type for every room, with a code
+using ruvllm::ErrorCode;
 
 struct Embedding {
   // L2-normalised, Embedder::dimension() floats; EMPTY when the text has no token the embedder knows

@@ -19,14 +19,14 @@
 #include <string_view>
 #include <vector>
 
+#include "ruvllm/error.h"
+
 struct llama_model;  // llama.cpp's model handle (llama.h)
 
 namespace ruvllm::llm {
 
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using ruvllm::Error;  // ruvllm/error.h: one type for every room, with a code
+using ruvllm::ErrorCode;
 
 enum class LoadMode {
   read,  // read the file into memory: peak RSS ~1.1x the file (measured: docs/llm.md)
@@ -63,6 +63,16 @@ struct Sampling {
   int repeat_last_n = 64;        // >= 0 tokens the penalty looks back over
   std::optional<uint32_t> seed;  // unset = random
 };
+
+// The sampling ranges every entry point accepts (configuration, pipeline, server, engine), defined
+// once: temperature in [0, kMaxTemperature] (OpenAI's range), top_p in (0, 1]. A problem is what
+// is wrong ("must be in [0, 2], got 5"; NaN included), nullopt when the value is in range; a check
+// throws Error with `field` before the problem.
+inline constexpr double kMaxTemperature = 2.0;
+std::optional<std::string> temperature_problem(double value);
+std::optional<std::string> top_p_problem(double value);
+void check_temperature(double value, std::string_view field);
+void check_top_p(double value, std::string_view field);
 
 struct ChatMessage {
   std::string role;  // "system", "user", "assistant"
@@ -124,7 +134,7 @@ struct EngineParams {
   int batch = 512;                                        // prompt tokens per decode step
   std::size_t prefix_cache_bytes = std::size_t{1} << 30;  // per model
   // For tests of failure handling: called on a model's runner thread before it admits a request
-  // ("admit") and before each decode step ("step"); what it throws fails the requests concerned,
+  // ("admit") and before each decode step that has work ("step"); what it throws fails the requests concerned,
   // as an allocation failure there would, and the runner keeps serving. Empty in the product.
   std::function<void(std::string_view where)> inject_fault;
 };

@@ -18,13 +18,12 @@
 #include <vector>
 
 #include "ruvllm/embed.h"
+#include "ruvllm/error.h"
 
 namespace ruvllm::memory {
 
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using ruvllm::Error;  // ruvllm/error.h: one type for every room, with a code
+using ruvllm::ErrorCode;
 
 enum class NodeType { document, chunk, query, qa, summary, fact, memory, trace, agent_step, tool_result };
 std::string_view to_string(NodeType type);

@@ -3,7 +3,8 @@
 //
 // Configuration is one TOML file (docs/config.md lists every key with its default); the Pipeline
 // owns the engine, the memory, the router and the request log that the file names. The server and
-// the CLI only translate to and from Request / Response.
+// the CLI translate to and from Request / Response, read the memory, the models and the embedder
+// through it, and write memory only through its methods, which keep the response cache in step.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "ruvllm/attention.h"
+#include "ruvllm/error.h"
 #include "ruvllm/llm.h"
 #include "ruvllm/memory.h"
 #include "ruvllm/router.h"
@@ -78,10 +80,8 @@ router::QuerySignals query_signals(const embed::Embedder& embedder, std::string 
 
 // ---- configuration ------------------------------------------------------------------------------
 
-class Error : public std::runtime_error {  // bad configuration or request; the message says what
- public:
-  using std::runtime_error::runtime_error;
-};
+using ruvllm::Error;  // ruvllm/error.h: one type for every room, with a code
+using ruvllm::ErrorCode;
 
 struct ServerConfig {
   std::string host = "127.0.0.1";
@@ -217,10 +217,22 @@ class Pipeline {
   void feedback(const std::string& request_id, std::optional<double> score, const std::string& label);
 
   const Config& config() const;
-  memory::Memory& memory();  // writes through it must be followed by invalidate()
+  const memory::Memory& memory() const;
   llm::Engine& engine();
   const embed::Embedder& embedder() const;
-  void invalidate(const std::vector<std::string>& node_ids);  // drops cached answers that used them
+
+  // Memory writes (memory::Memory's, which throw Error): each drops the cached answers whose
+  // context it may change. A new node needs none: a cached answer is found only after retrieval,
+  // keyed by the nodes its context used.
+  std::string add_node(memory::Node node);
+  std::vector<std::string> add_batch(std::vector<memory::Node> nodes, std::vector<memory::Edge> edges = {});
+  bool remove_node(std::string_view id);  // false: no such node
+  std::string link(memory::Edge edge);
+  bool unlink(std::string_view edge_id);  // false: no such edge
+  memory::IngestReport ingest(const std::vector<std::string>& paths, const memory::IngestParams& params = {});
+  // For writers the pipeline does not see (another process): drops the cached answers that used
+  // these nodes, or all of them.
+  void invalidate(const std::vector<std::string>& node_ids);
   void invalidate_all();
   std::size_t in_flight() const;
   // Waits for in-flight requests, flushes the log, saves the memory index. Idempotent.

@@ -20,12 +20,12 @@
 #include <string_view>
 #include <vector>
 
+#include "ruvllm/error.h"
+
 namespace ruvllm::router {
 
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using ruvllm::Error;  // ruvllm/error.h: one type for every room, with a code
+using ruvllm::ErrorCode;
 
 constexpr std::size_t kFeatures = 128;
 using FeatureVector = std::array<float, kFeatures>;

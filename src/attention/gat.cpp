@@ -11,11 +11,15 @@
 #include <random>
 #include <string_view>
 
+#include "common/adam.h"
 #include "common/json_depth.h"
+#include "common/random.h"
 #include "ruvllm/attention.h"
 
 namespace ruvllm::attention {
 namespace {
+
+using common::normal;
 
 // Relations with a learned bias each way; anything else shares "other".
 constexpr std::array<std::string_view, 10> kRelations = {"follows",        "part_of", "same_topic", "mentions",
@@ -328,12 +332,6 @@ std::vector<std::size_t> checked_relevant(const Example& ex) {
   return r;
 }
 
-double normal(std::mt19937_64& rng) {  // Box–Muller: the same numbers on every standard library
-  const double u1 = (static_cast<double>(rng() >> 11) + 0.5) * 0x1.0p-53;
-  const double u2 = static_cast<double>(rng() >> 11) * 0x1.0p-53;
-  return std::sqrt(-2 * std::log(u1)) * std::cos(2 * M_PI * u2);
-}
-
 void summarise_softmax(const GraphInput& in, Scores& s) {
   s.entropy = 0;
   s.depth_touched = 0;
@@ -418,9 +416,10 @@ TrainReport AttentionModel::train(const std::vector<Example>& examples, const Tr
   }
   report.examples = data.size();
   if (data.empty()) throw Error("attention: no training example has a relevant node in its subgraph");
-  std::vector<double> grad(theta_.size()), m1(theta_.size(), 0.0), m2(theta_.size(), 0.0), ds;
+  std::vector<double> grad(theta_.size()), ds;
+  common::Adam adam(theta_.size());
   Pass f;
-  const double b1 = 0.9, b2 = 0.999, eps = 1e-8, inv = 1.0 / static_cast<double>(data.size());
+  const double inv = 1.0 / static_cast<double>(data.size());
   auto evaluate = [&](bool with_gradient) {
     std::fill(grad.begin(), grad.end(), 0.0);
     double total = 0;
@@ -435,13 +434,8 @@ TrainReport AttentionModel::train(const std::vector<Example>& examples, const Tr
   const std::vector<double> before = theta_;
   for (int epoch = 1; epoch <= params.epochs; ++epoch) {
     const double loss = evaluate(true);
-    for (std::size_t i = 0; i < theta_.size(); ++i) {
-      const double g = grad[i] * inv + params.l2 * (theta_[i] - anchor_[i]);
-      m1[i] = b1 * m1[i] + (1 - b1) * g;
-      m2[i] = b2 * m2[i] + (1 - b2) * g * g;
-      const double mh = m1[i] / (1 - std::pow(b1, epoch)), vh = m2[i] / (1 - std::pow(b2, epoch));
-      theta_[i] -= params.learning_rate * mh / (std::sqrt(vh) + eps);
-    }
+    for (std::size_t i = 0; i < theta_.size(); ++i) grad[i] = grad[i] * inv + params.l2 * (theta_[i] - anchor_[i]);
+    adam.step(theta_, grad, params.learning_rate);
     if (params.progress) params.progress(epoch, loss);
     report.epochs = epoch;
   }
@@ -476,18 +470,18 @@ void AttentionModel::save(const std::string& path) const {
   const std::string tmp = path + ".partial";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    if (!out) throw Error("attention: cannot write " + tmp);
+    if (!out) throw Error(ErrorCode::io, "attention: cannot write " + tmp);
     out << j.dump() << "\n";
-    if (!out.flush()) throw Error("attention: cannot write " + tmp);
+    if (!out.flush()) throw Error(ErrorCode::io, "attention: cannot write " + tmp);
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error("attention: cannot replace " + path + ": " + ec.message());
+  if (ec) throw Error(ErrorCode::io, "attention: cannot replace " + path + ": " + ec.message());
 }
 
 AttentionModel AttentionModel::load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("attention: cannot read the model file " + path);
+  if (!in) throw Error(ErrorCode::io, "attention: cannot read the model file " + path);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (common::json_nests_deeper_than(text)) throw Error(path + " is not a ruvllm attention model (nests too deep)");
   nlohmann::json j;

@@ -16,6 +16,8 @@
 #include "ruvllm/pipeline.h"
 #include "store.h"
 
+#include "common/random.h"
+
 namespace ruvllm::cli {
 namespace {
 
@@ -67,8 +69,8 @@ void train(const TrainOptions& o) {
   // A fixed shuffle splits off the held-out share, so that a rerun scores the same questions.
   std::vector<std::size_t> order(questions.size());
   std::iota(order.begin(), order.end(), 0);
-  std::mt19937_64 rng(o.train.seed);  // Fisher–Yates by hand: std::shuffle differs between libraries
-  for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+  std::mt19937_64 rng(o.train.seed);
+  common::shuffle(order, rng);  // std::shuffle differs between standard libraries
   const auto held = static_cast<std::size_t>(o.holdout * static_cast<double>(questions.size()));
   std::vector<attention::Example> examples;
   for (std::size_t i = held; i < order.size(); ++i)

@@ -1,5 +1,9 @@
 #include "utf8.h"
 
+#include <string>
+
+#include "ruvllm/error.h"
+
 namespace ruvllm::common {
 
 // Classifies the sequence starting at text[0]; `length` is its byte length when complete.
@@ -40,6 +44,11 @@ std::optional<std::size_t> first_invalid_utf8(std::string_view text) {
     i += length;
   }
   return std::nullopt;
+}
+
+void require_utf8(std::string_view text, std::string_view what) {
+  if (auto at = first_invalid_utf8(text))
+    throw Error(std::string(what) + " is not valid UTF-8 (byte " + std::to_string(*at) + ")");
 }
 
 }  // namespace ruvllm::common

@@ -17,4 +17,7 @@ Utf8 classify_utf8(std::string_view text, std::size_t& length);
 // counts as invalid), or nullopt when the whole text is valid.
 std::optional<std::size_t> first_invalid_utf8(std::string_view text);
 
+// Throws ruvllm::Error "<what> is not valid UTF-8 (byte N)" unless `text` is valid.
+void require_utf8(std::string_view text, std::string_view what);
+
 }  // namespace ruvllm::common

@@ -14,8 +14,8 @@ class ModelEmbedder final : public Embedder {
       const llm::ModelInfo info = engine_->info(model_);
       dimension_ = static_cast<std::size_t>(info.n_embd);
       name_ = "gguf:" + model_ + "(" + info.architecture + "," + std::to_string(info.n_embd) + "d)";
-    } catch (const llm::Error& e) {
-      throw Error(std::string("model embedder: ") + e.what());
+    } catch (const Error& e) {
+      throw e.prefixed("model embedder: ");
     }
   }
 
@@ -29,8 +29,8 @@ class ModelEmbedder final : public Embedder {
     if (out.tokens == 0) return out;
     try {
       out.vector = engine_->embed(model_, text);
-    } catch (const llm::Error& e) {
-      throw Error(std::string("model embedder: ") + e.what());
+    } catch (const Error& e) {
+      throw e.prefixed("model embedder: ");
     }
     if (out.vector.size() != dimension_)
       throw Error("model embedder: the model returned a vector of the wrong dimension");

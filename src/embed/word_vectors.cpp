@@ -161,7 +161,8 @@ class WordVectors final : public Embedder {
     if (rows_ == 0 || dim_ == 0 || dim_ > 65536) throw Error("word-vector table has an empty or absurd shape");
     const std::size_t vectors_bytes = std::size_t{rows_} * dim_ * sizeof(float);
     const std::size_t index_bytes = std::size_t{rows_} * sizeof(IndexEntry);
-    if (bytes.size() < kHeaderBytes + vectors_bytes + index_bytes) throw Error("word-vector table is truncated");
+    if (bytes.size() < kHeaderBytes + vectors_bytes + index_bytes)
+      throw Error(ErrorCode::corrupt, "word-vector table is truncated");
     const std::size_t strings_bytes = bytes.size() - kHeaderBytes - vectors_bytes - index_bytes;
     vectors_ = reinterpret_cast<const float*>(bytes.data() + kHeaderBytes);
     index_ = reinterpret_cast<const IndexEntry*>(bytes.data() + kHeaderBytes + vectors_bytes);

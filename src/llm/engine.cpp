@@ -100,7 +100,7 @@ struct Engine::Impl {
     }
     std::string known;
     for (const auto& s : params.ladder) known += (known.empty() ? "" : ", ") + s.name;
-    throw Error("unknown model '" + name + "'; the ladder has: " + known);
+    throw Error(ErrorCode::not_found, "unknown model '" + name + "'; the ladder has: " + known);
   }
 
   int threads() const { return detail::default_threads(params.threads); }
@@ -111,12 +111,23 @@ struct Engine::Impl {
     Slot& slot = *slots.at(name);
     std::lock_guard lock(slot.mutex);
     if (!slot.loaded) {
-      auto loaded = std::make_shared<Loaded>();
-      loaded->model = std::make_shared<const detail::LoadedModel>(s, params.load_mode, params.gpu_layers);
-      detail::RunnerParams rp{threads(), params.context,     params.parallel, params.batch, params.prefix_cache_bytes,
-                              compute,   params.inject_fault};
-      loaded->runner = std::make_unique<detail::Runner>(loaded->model, rp);
-      slot.loaded = std::move(loaded);
+      // A model that does not load is the operator's to fix (the file, the memory), not the
+      // request's: unavailable, whatever the loader said.
+      try {
+        auto loaded = std::make_shared<Loaded>();
+        loaded->model = std::make_shared<const detail::LoadedModel>(s, params.load_mode, params.gpu_layers);
+        const detail::RunnerParams rp{.threads = threads(),
+                                      .context = params.context,
+                                      .parallel = params.parallel,
+                                      .batch = params.batch,
+                                      .cache_bytes = params.prefix_cache_bytes,
+                                      .compute = compute,
+                                      .inject_fault = params.inject_fault};
+        loaded->runner = std::make_unique<detail::Runner>(loaded->model, rp);
+        slot.loaded = std::move(loaded);
+      } catch (const Error& e) {
+        throw Error(ErrorCode::unavailable, "model '" + name + "' cannot be loaded: " + e.what());
+      }
     }
     return slot.loaded;
   }

@@ -22,10 +22,10 @@ using GgufPtr = std::unique_ptr<gguf_context, GgufDeleter>;
 
 void check_file_is_gguf(const std::string& path) {
   std::error_code ec;
-  if (!fs::exists(path, ec)) throw Error("model file not found: " + path);
+  if (!fs::exists(path, ec)) throw Error(ErrorCode::not_found, "model file not found: " + path);
   if (!fs::is_regular_file(path, ec)) throw Error("model path is not a regular file: " + path);
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open model file: " + path);
+  if (!in) throw Error(ErrorCode::io, "cannot open model file: " + path);
   std::array<char, 4> magic{};
   in.read(magic.data(), magic.size());
   if (in.gcount() < 4) throw Error("not a GGUF file (shorter than its 4-byte magic): " + path);
@@ -60,7 +60,8 @@ ModelInfo read_gguf_info(const std::string& path) {
   LogCapture capture;
   gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
   GgufPtr ctx(gguf_init_from_file(path.c_str(), params));
-  if (!ctx) throw Error("corrupt GGUF file " + path + ": " + capture.message("header could not be parsed"));
+  if (!ctx)
+    throw Error(ErrorCode::corrupt, "corrupt GGUF file " + path + ": " + capture.message("header could not be parsed"));
 
   ModelInfo info;
   info.path = path;
@@ -109,8 +110,8 @@ ModelInfo read_gguf_info(const std::string& path) {
         data_end, data_offset + gguf_get_tensor_offset(ctx.get(), i) + gguf_get_tensor_size(ctx.get(), i));
   }
   if (data_end > info.file_bytes) {
-    throw Error("truncated GGUF file " + path + ": its tensors need " + std::to_string(data_end) +
-                " bytes but the file has " + std::to_string(info.file_bytes));
+    throw Error(ErrorCode::corrupt, "truncated GGUF file " + path + ": its tensors need " + std::to_string(data_end) +
+                                        " bytes but the file has " + std::to_string(info.file_bytes));
   }
   info.hybrid = arch == "lfm2" || arch == "lfm2moe";
   return info;

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "backend.h"
+#include "common/utf8.h"
 
 namespace ruvllm::llm::detail {
 namespace {
@@ -14,11 +15,7 @@ int64_t micros(std::chrono::steady_clock::duration d) {
   return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
 
-void require_utf8(std::string_view text, const std::string& what) {
-  if (auto at = first_invalid_utf8(text)) {
-    throw Error(what + " is not valid UTF-8 (byte " + std::to_string(*at) + ")");
-  }
-}
+using common::require_utf8;
 
 std::size_t common_prefix(const std::vector<llama_token>& a, const std::vector<llama_token>& b) {
   const auto [ia, ib] = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
@@ -234,7 +231,6 @@ bool Runner::turn(uint64_t& tick) {
   for (auto& slot : slots_) {
     if (slot.active && slot.active->job->request.cancel.stop_requested()) finish(slot, Finish::cancelled);
   }
-  if (params_.inject_fault) params_.inject_fault("step");
   step();
   return true;
 }
@@ -340,6 +336,7 @@ bool Runner::step() {
     room -= static_cast<int>(n);
   }
   if (batch.size() == 0) return false;
+  if (params_.inject_fault) params_.inject_fault("step");  // a decode step with work in it
 
   int32_t rc = 0;
   {

@@ -1,6 +1,7 @@
 #include "sampling.h"
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 namespace ruvllm::llm::detail {
@@ -11,11 +12,45 @@ void require(bool ok, const std::string& what) {
 }
 
 }  // namespace
+}  // namespace ruvllm::llm::detail
+
+namespace ruvllm::llm {
+
+namespace {
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+}  // namespace
+
+std::optional<std::string> temperature_problem(double value) {
+  if (value >= 0 && value <= kMaxTemperature) return std::nullopt;
+  return "must be in [0, " + number(kMaxTemperature) + "], got " + number(value);
+}
+
+std::optional<std::string> top_p_problem(double value) {
+  if (value > 0 && value <= 1) return std::nullopt;
+  return "must be in (0, 1], got " + number(value);
+}
+
+void check_temperature(double value, std::string_view field) {
+  if (auto problem = temperature_problem(value)) throw Error(std::string(field) + " " + *problem);
+}
+
+void check_top_p(double value, std::string_view field) {
+  if (auto problem = top_p_problem(value)) throw Error(std::string(field) + " " + *problem);
+}
+
+}  // namespace ruvllm::llm
+
+namespace ruvllm::llm::detail {
 
 void validate(const Sampling& s) {
-  require(s.temperature >= 0.0f && std::isfinite(s.temperature),
-          "temperature must be a finite number >= 0, got " + std::to_string(s.temperature));
-  require(s.top_p > 0.0f && s.top_p <= 1.0f, "top_p must be in (0, 1], got " + std::to_string(s.top_p));
+  check_temperature(s.temperature, "invalid sampling parameter: temperature");
+  check_top_p(s.top_p, "invalid sampling parameter: top_p");
   require(s.top_k >= 0, "top_k must be >= 0, got " + std::to_string(s.top_k));
   require(s.min_p >= 0.0f && s.min_p < 1.0f, "min_p must be in [0, 1), got " + std::to_string(s.min_p));
   require(s.repeat_penalty > 0.0f && std::isfinite(s.repeat_penalty),

@@ -206,7 +206,7 @@ void AnnIndex::save(const std::string& path, uint64_t seq) const {
   const Index& index = state_->index;
   const std::string tmp = path + ".partial." + std::to_string(::getpid());
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw Error("index: cannot write " + tmp + ": " + std::strerror(errno));
+  if (!f) throw Error(ErrorCode::io, "index: cannot write " + tmp + ": " + std::strerror(errno));
   FileHeader header{};
   std::memcpy(header.magic, kMagic, sizeof kMagic);
   header.version = kFormatVersion;
@@ -233,7 +233,7 @@ void AnnIndex::save(const std::string& path, uint64_t seq) const {
   ok = (std::fclose(f) == 0) && ok;
   if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());
-    throw Error("index: cannot save " + path + ": " + std::strerror(errno));
+    throw Error(ErrorCode::io, "index: cannot save " + path + ": " + std::strerror(errno));
   }
 }
 

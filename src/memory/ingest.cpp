@@ -42,17 +42,13 @@ std::string content_id(std::string_view a, std::string_view b, uint64_t salt) {
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot read");
+  if (!in) throw Error(ErrorCode::io, path + ": cannot read");
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
 }
 
-void require_utf8(const std::string& text, const std::string& where) {
-  if (auto at = common::first_invalid_utf8(text)) {
-    throw Error(where + ": not valid UTF-8 (byte " + std::to_string(*at) + ")");
-  }
-}
+using common::require_utf8;
 
 // Whole files are validated before anything is written, so a bad line rejects its file untouched.
 std::vector<Document> read_documents(const std::string& path, std::size_t& empty) {

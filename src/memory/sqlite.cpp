@@ -3,6 +3,29 @@
 #include "ruvllm/memory.h"
 
 namespace ruvllm::memory::detail {
+namespace {
+
+// What SQLite's result says about whose move it is (ruvllm/error.h).
+ErrorCode code_of(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+      return (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) ? ErrorCode::conflict
+                                                                                    : ErrorCode::invalid_argument;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return ErrorCode::unavailable;
+    case SQLITE_FULL:
+    case SQLITE_NOMEM: return ErrorCode::resource_exhausted;
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PERM: return ErrorCode::io;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return ErrorCode::corrupt;
+    default: return ErrorCode::internal;
+  }
+}
+
+}  // namespace
 
 Db::Db(const std::string& path, bool read_only) {
   const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
@@ -11,7 +34,7 @@ Db::Db(const std::string& path, bool read_only) {
     const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
     db_ = nullptr;
-    throw Error(path + ": cannot open database: " + message);
+    throw Error(ErrorCode::io, path + ": cannot open database: " + message);
   }
   sqlite3_extended_result_codes(db_, 1);
   sqlite3_busy_timeout(db_, 10000);  // a writer holds the lock for one transaction at most
@@ -24,15 +47,15 @@ Db::~Db() {
 
 void Db::exec(std::string_view sql) {
   char* message = nullptr;
-  if (sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+  if (const int rc = sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &message); rc != SQLITE_OK) {
     std::string what = message ? message : sqlite3_errmsg(db_);
     sqlite3_free(message);
-    throw Error("database: " + what);
+    throw Error(code_of(sqlite3_extended_errcode(db_)), "database: " + what);
   }
 }
 
 void Db::fail(std::string_view what) const {
-  throw Error("database: " + std::string(what) + ": " + sqlite3_errmsg(db_));
+  throw Error(code_of(sqlite3_extended_errcode(db_)), "database: " + std::string(what) + ": " + sqlite3_errmsg(db_));
 }
 
 Statement::Statement(Db& db, std::string_view sql) : db_(db) {
@@ -96,8 +119,9 @@ bool Statement::step() {
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
   const std::string message = sqlite3_errmsg(db_.handle());
+  const ErrorCode code = code_of(sqlite3_extended_errcode(db_.handle()));
   sqlite3_reset(stmt_);
-  throw Error("database: " + message);
+  throw Error(code, "database: " + message);
 }
 
 void Statement::reset() {

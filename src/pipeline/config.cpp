@@ -70,6 +70,18 @@ Key real_key(const char* name, Target target, double lo, double hi) {
           }};
 }
 
+// A number whose range is defined elsewhere, once (llm's sampling ranges).
+template <typename Target>
+Key checked_key(const char* name, Target target, std::optional<std::string> (*problem)(double)) {
+  return {name, [target, problem](Config& c, const toml::node& n) -> std::string {
+            auto v = as<double>(n);
+            if (!v || !std::isfinite(*v)) return "must be a number";
+            if (auto p = problem(*v)) return *p;
+            target(c) = *v;
+            return "";
+          }};
+}
+
 Key bool_key(const char* name, bool Config::*field) {
   return {name, [field](Config& c, const toml::node& n) -> std::string {
             auto v = as<bool>(n);
@@ -150,8 +162,8 @@ const std::vector<Key>& keys() {
       int_key<std::size_t>("context.max_tokens", FIELD(c.max_context_tokens), 0, 1 << 20),
 
       int_key<int>("generation.max_tokens", FIELD(c.max_tokens), 0, 1 << 20),
-      real_key("generation.temperature", FIELD(c.sampling.temperature), 0, 10),
-      real_key("generation.top_p", FIELD(c.sampling.top_p), 1e-6, 1),
+      checked_key("generation.temperature", FIELD(c.sampling.temperature), llm::temperature_problem),
+      checked_key("generation.top_p", FIELD(c.sampling.top_p), llm::top_p_problem),
       int_key<int>("generation.top_k", FIELD(c.sampling.top_k), 0, 1 << 20),
       real_key("generation.min_p", FIELD(c.sampling.min_p), 0, 0.999),
       real_key("generation.repeat_penalty", FIELD(c.sampling.repeat_penalty), 1e-3, 10),

@@ -14,7 +14,7 @@ namespace {
 
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot read " + path);
+  if (!in) throw Error(ErrorCode::io, "cannot read " + path);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (common::json_nests_deeper_than(text))
     throw Error(path + ": nests deeper than " + std::to_string(common::kMaxJsonDepth) + " levels");
@@ -27,7 +27,7 @@ nlohmann::json read_json(const std::string& path) {
 template <typename F>
 void for_each_row(const std::string& path, F&& row) {
   std::ifstream in(path);
-  if (!in) throw Error("cannot read " + path);
+  if (!in) throw Error(ErrorCode::io, "cannot read " + path);
   std::size_t line_no = 0;
   for (std::string line; std::getline(in, line);) {
     ++line_no;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "common/adam.h"
 #include "common/hash.h"
 #include "internal.h"
 
@@ -197,16 +198,16 @@ Policy logistic_policy(std::shared_ptr<const Router> features_from, const std::v
   std::vector<std::size_t> used;
   const auto y = targets_of(train, features_from->ladder(), params, used);
   const std::vector<FeatureVector> all = features_from->training_features(train);
-  std::vector<double> w(n * F, 0.0), g(n * F), m1(n * F, 0.0), m2(n * F, 0.0);
+  std::vector<double> w(n * F, 0.0), g(n * F);
+  common::Adam adam(w.size());
   // The prior's precision spread over the rows it learns from, as the router's.
   const double l2 = params.l2 / static_cast<double>(std::max<std::size_t>(used.size(), 1));
   std::vector<std::size_t> order(used.size());
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(params.seed);
-  long step = 0;
   double logits[kMaxTiers], prob[kMaxTiers];
   for (int epoch = 0; epoch < params.epochs; ++epoch) {
-    for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[uniform_below(rng, i)]);
+    common::shuffle(order, rng);
     for (std::size_t start = 0; start < order.size(); start += params.batch) {
       const std::size_t count = std::min(params.batch, order.size() - start);
       for (std::size_t k = 0; k < n * F; ++k) g[k] = l2 * w[k];
@@ -227,13 +228,7 @@ Policy logistic_policy(std::shared_ptr<const Router> features_from, const std::v
           g[m * F + kFeatures] += d;
         }
       }
-      ++step;
-      const double c1 = 1 - std::pow(0.9, step), c2 = 1 - std::pow(0.999, step);
-      for (std::size_t k = 0; k < n * F; ++k) {
-        m1[k] = 0.9 * m1[k] + 0.1 * g[k];
-        m2[k] = 0.999 * m2[k] + 0.001 * g[k] * g[k];
-        w[k] -= params.learning_rate * (m1[k] / c1) / (std::sqrt(m2[k] / c2) + 1e-8);
-      }
+      adam.step(w, g, params.learning_rate);
     }
   }
   return {"logistic regression", [features_from, w, n, F](const Outcome& o) {

@@ -12,6 +12,8 @@
 #include <numeric>
 #include <utility>
 
+#include "common/adam.h"
+#include "common/random.h"
 #include "internal.h"
 
 namespace ruvllm::router {
@@ -539,19 +541,17 @@ TrainReport Router::train(const std::vector<Outcome>& outcomes, const TrainParam
                    [&](std::size_t a, std::size_t b) { return Y[a].margin > Y[b].margin; });
 
   const int dense = std::max(1, p.epochs / 2), iht = p.sparsity > 0 ? p.epochs / 4 : 0;
-  std::vector<double> g, m1(th.size(), 0.0), m2(th.size(), 0.0);
+  std::vector<double> g;
+  common::Adam adam(th.size());
   std::vector<char> support;
   std::mt19937_64 rng(p.seed ^ 0x9e3779b97f4a7c15ULL);
-  long step = 0;
   for (int epoch = 0; epoch < p.epochs; ++epoch) {
     const bool thresholding = epoch >= dense && epoch < dense + iht;
     const bool fixed_support = epoch >= dense + iht && p.sparsity > 0;
     const char* phase = thresholding ? "hard-threshold" : fixed_support ? "sparse-retrain" : "dense";
     if (epoch == dense + iht && p.sparsity > 0) {  // retraining: fresh moments, support frozen
       hard_threshold(L, th, p.sparsity, support);
-      std::fill(m1.begin(), m1.end(), 0.0);
-      std::fill(m2.begin(), m2.end(), 0.0);
-      step = 0;
+      adam.reset();
     }
     std::vector<std::size_t> order;
     if (p.curriculum && epoch < dense / 2) {
@@ -561,19 +561,12 @@ TrainReport Router::train(const std::vector<Outcome>& outcomes, const TrainParam
     } else {
       order = all;
     }
-    for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[uniform_below(rng, i)]);
+    common::shuffle(order, rng);
     double epoch_loss = 0;
     for (std::size_t start = 0; start < order.size(); start += p.batch) {
       const std::size_t n = std::min(p.batch, order.size() - start);
       epoch_loss += batch_loss(L, th, X, Y, order.data() + start, n, p, &g) * static_cast<double>(n);
-      ++step;
-      const double c1 = 1 - std::pow(0.9, step), c2 = 1 - std::pow(0.999, step);
-      for (std::size_t k = 0; k < th.size(); ++k) {
-        if (fixed_support && !support[k]) continue;
-        m1[k] = 0.9 * m1[k] + 0.1 * g[k];
-        m2[k] = 0.999 * m2[k] + 0.001 * g[k] * g[k];
-        th[k] -= p.learning_rate * (m1[k] / c1) / (std::sqrt(m2[k] / c2) + 1e-8);
-      }
+      adam.step(th, g, p.learning_rate, [&](std::size_t k) { return fixed_support && !support[k]; });
       if (thresholding) hard_threshold(L, th, p.sparsity, support);
     }
     epoch_loss /= static_cast<double>(order.size());
@@ -800,20 +793,6 @@ std::size_t tier_for(const float* p, std::size_t models, double threshold, const
     return chosen != models;
   });
   return chosen == models ? largest : chosen;
-}
-
-double normal(std::mt19937_64& rng) {
-  const double u1 = (static_cast<double>(rng() >> 11) + 0.5) * 0x1.0p-53;
-  const double u2 = static_cast<double>(rng() >> 11) * 0x1.0p-53;
-  return std::sqrt(-2 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-}
-
-uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {  // Lemire-free rejection: portable
-  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-  uint64_t v;
-  do v = rng();
-  while (v >= limit);
-  return v % n;
 }
 
 std::string_view to_string(Retrieval retrieval) {

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/random.h"
 #include "ruvllm/router.h"
 
 namespace ruvllm::router {
@@ -114,8 +115,8 @@ struct Router::Impl {
 
 void compile(const Layout& L, const std::vector<double>& theta, bool quantize, Router::Impl& impl);
 
-double normal(std::mt19937_64& rng);  // Box–Muller: the same numbers on every standard library
-uint64_t uniform_below(std::mt19937_64& rng, uint64_t n);
+using common::normal;  // common/random.h: the same numbers on every standard library
+using common::uniform_below;
 
 // tier_for's arithmetic, shared with the evaluation's curve so that a breakpoint found there is
 // exactly where tier_for switches: the allowed models' normalised probability mass above each

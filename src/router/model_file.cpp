@@ -128,18 +128,18 @@ void Router::save(const std::string& path) const {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error("cannot write the router file " + path);
+    if (!out) throw Error(ErrorCode::io, "cannot write the router file " + path);
     out << j.dump() << '\n';
-    if (!out.flush()) throw Error("cannot write the router file " + path);
+    if (!out.flush()) throw Error(ErrorCode::io, "cannot write the router file " + path);
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);  // readers (hot reload) see the old or the new file, whole
-  if (ec) throw Error("cannot replace the router file " + path + ": " + ec.message());
+  if (ec) throw Error(ErrorCode::io, "cannot replace the router file " + path + ": " + ec.message());
 }
 
 Router Router::load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot read the router file " + path);
+  if (!in) throw Error(ErrorCode::io, "cannot read the router file " + path);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (common::json_nests_deeper_than(text)) throw Error(path + ": not a router file (nests too deep)");
   const auto j = nlohmann::json::parse(text, nullptr, false);

@@ -25,9 +25,7 @@ double table_value(const std::string& out, const std::string& row, int column) {
 TEST(AttentionCli, TrainsOnHotpotQaAndBeatsRetrievalOrderOnHeldOutQuestions) {
   RUVLLM_REQUIRE_SHARED(questions, "qa/hotpotqa-100/questions.jsonl");
   RUVLLM_REQUIRE_SHARED(corpus, "qa/hotpotqa-100/corpus.jsonl");
-  if (!std::filesystem::exists(embed::default_word_vectors())) {
-    GTEST_SKIP() << "skipped: no word-vector table (scripts/setup.sh converts it)";
-  }
+  RUVLLM_REQUIRE_VECTORS();
   const std::string db = test::tmp_dir() + "/attention-cli.sqlite", model = test::tmp_dir() + "/attention-cli.json";
   for (const char* suffix : {"", "-wal", "-shm", ".usearch"}) std::filesystem::remove(db + suffix);
   const auto r = test::run("attention train --db " + db + " --corpus " + corpus + " --questions " + questions +

@@ -20,6 +20,8 @@ std::size_t depth_of(const nlohmann::json& j) {  // brute force: the parsed valu
 }
 
 // A random JSON value of at most `budget` levels; strings hold the characters a scanner can trip on.
+// Keys differ within an object: the parser keeps only the last of equal keys, and the brute force
+// would not see the value it dropped.
 std::string random_value(std::mt19937_64& rng, int budget) {
   static const char* strings[] = {R"("plain")",  R"("[{")",   R"("\"]")",    R"("\\")",
                                   R"("\\\"[[")", R"("}}]]")", R"("é\u005b")"};
@@ -31,7 +33,10 @@ std::string random_value(std::mt19937_64& rng, int budget) {
   const auto n = rng() % 4;
   for (std::size_t i = 0; i < n; ++i) {
     if (i) out += ',';
-    if (!array) out += std::string(strings[rng() % std::size(strings)]) + ':';
+    if (!array) {
+      const std::string key = strings[rng() % std::size(strings)];
+      out += key.substr(0, key.size() - 1) + std::to_string(i) + "\":";
+    }
     out += random_value(rng, budget - 1);
   }
   out += array ? ']' : '}';

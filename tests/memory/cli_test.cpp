@@ -11,9 +11,7 @@ namespace ruvllm::memory {
 namespace {
 
 TEST(MemoryCli, IngestSearchGetLinkDelete) {
-  if (!std::filesystem::exists(embed::default_word_vectors())) {
-    GTEST_SKIP() << "skipped: no word-vector table (scripts/setup.sh converts it)";
-  }
+  RUVLLM_REQUIRE_VECTORS();
   const std::string db = test::tmp_dir() + "/cli.sqlite";
   for (const char* suffix : {"", "-wal", "-shm", ".usearch"}) std::filesystem::remove(db + suffix);
   const std::string corpus = test::write_file(

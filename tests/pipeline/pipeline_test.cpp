@@ -26,25 +26,9 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-bool have_vectors() { return fs::exists(embed::default_word_vectors()); }
+using test::fresh_dir;
 
-#define RUVLLM_REQUIRE_VECTORS()                                                         \
-  if (!have_vectors()) {                                                                 \
-    GTEST_SKIP() << "skipped: no word-vector table at " << embed::default_word_vectors() \
-                 << " (scripts/setup.sh converts GloVe into it)";                        \
-  }
-
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = test::tmp_dir() + "/" + name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-std::string write_at(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-  return path;
-}
+using test::write_at;
 
 // Sets an environment variable for one scope.
 class ScopedEnv {
@@ -91,7 +75,7 @@ const char* const kCorpus =
 
 void ingest_corpus(Pipeline& p) {
   // In the pipeline's own folder: tests may run in parallel.
-  memory::ingest(p.memory(), {write_at(p.config().data_dir + "/corpus.jsonl", kCorpus)});
+  p.ingest({write_at(p.config().data_dir + "/corpus.jsonl", kCorpus)});
   p.invalidate_all();
 }
 
@@ -444,8 +428,12 @@ TEST(Pipeline, AnswersWithinMaxTokensAndStageTimesAddUp) {
 
   for (const Response* x : {&a, &b}) {
     const StageTimes& t = x->times;
-    for (int64_t v : {t.embed, t.search, t.expand, t.attend, t.route, t.context, t.llm, t.ttft, t.writeback, t.total})
-      EXPECT_GE(v, 0);
+    // The stages that ran took time; search is the search's wall time less the embedding inside
+    // it, which a wrong subtraction would make negative; write-back is off.
+    EXPECT_GT(t.embed + t.search, 0);
+    EXPECT_GE(t.search, 0);
+    EXPECT_GT(t.context, 0);
+    EXPECT_EQ(t.writeback, 0);
     EXPECT_GT(t.total, 0);
     EXPECT_GT(t.llm, 0);
     EXPECT_LE(t.embed + t.search + t.expand + t.attend + t.route + t.context + t.llm + t.writeback, t.total);
@@ -681,8 +669,7 @@ TEST(Pipeline, SecondRequestIsACacheHitUntilItsNodesChange) {
 
   // A used node removed from memory: the next answer is generated without it.
   const std::string gone = a.context.front().node_id;
-  ASSERT_TRUE(p.memory().remove(gone));
-  p.invalidate({gone});
+  ASSERT_TRUE(p.remove_node(gone));
   const Response d = p.run(r);
   EXPECT_FALSE(d.cache_hit);
   for (const auto& blk : d.context) EXPECT_NE(blk.node_id, gone);
@@ -1035,8 +1022,7 @@ TEST(Pipeline, GraphContextReadsPastDuplicatesAsTheWholeSubgraphWould) {
     copies.push_back({.id = "copy-" + std::to_string(i), .text = copied, .metadata = R"({"source_id": "copy"})"});
     links.push_back({.src = "copy-" + std::to_string(i), .dst = best.hits[0].id, .rel = "same_topic"});
   }
-  p.memory().add_batch(std::move(copies), std::move(links));
-  p.invalidate_all();
+  p.add_batch(std::move(copies), std::move(links));
 
   Request r = ask(kQuestion);
   r.generate = false;

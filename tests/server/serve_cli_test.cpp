@@ -28,17 +28,9 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = test::tmp_dir() + "/" + name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+using test::fresh_dir;
 
-std::string write_at(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-  return path;
-}
+using test::write_at;
 
 // A configuration file for the tiny model under two names, everything else in `dir`.
 std::string write_config(const std::string& dir, const std::string& extra = "") {
