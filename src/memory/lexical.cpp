@@ -28,7 +28,7 @@ FtsTokenizer::FtsTokenizer(Db& db) : impl_(std::make_unique<Impl>()) {
   void* user_data = nullptr;
   if (fts->xFindTokenizer(fts, "porter", &user_data, &impl_->api) != SQLITE_OK)
     throw Error("FTS5 has no porter tokenizer");
-  // Must match the table's `tokenize='porter unicode61 remove_diacritics 2'` (memory.cpp's schema).
+  // Must match the table's `tokenize='porter unicode61 remove_diacritics 2'` (schema.cpp's schema).
   const char* args[] = {"unicode61", "remove_diacritics", "2"};
   if (impl_->api.xCreate(user_data, args, 3, &impl_->instance) != SQLITE_OK)
     throw Error("cannot create FTS5's porter tokenizer");
