@@ -1,7 +1,9 @@
-// Shared inside the router room: the feature fit, the parameter layout and the compiled weights.
+// Shared inside the router room: the feature fit, the parameter layout, the cell, the labels and
+// the compiled weights.
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -76,6 +78,16 @@ struct Layout {
   Layout(const RouterShape& s, std::size_t models, std::size_t context_bins);
 };
 
+// The parameter regions that are matrices (rows × cols at offset): the parts that are quantised,
+// thresholded and L2'd, in layout order (compile()'s scale_row follows it).
+struct Matrix {
+  std::size_t offset, rows, cols;
+  bool sparse;  // W1, W2, U1, U2: the cell's low-rank factors, thresholded by IHT
+};
+std::vector<Matrix> matrices(const Layout& L);
+
+// ---- labels (labels.cpp) -------------------------------------------------------------------------
+
 inline std::array<double, kMaxTiers> nan_tiers() {
   std::array<double, kMaxTiers> a;
   a.fill(std::numeric_limits<double>::quiet_NaN());
@@ -97,6 +109,27 @@ double utility(const Trial& t, double lambda_latency, double mu_cost);
 Labels make_labels(const Outcome& o, const Ladder& ladder, const TrainParams& p);
 void weigh_evidence(std::vector<Labels>& Y, double share);
 
+// ---- the cell (cell.cpp) -------------------------------------------------------------------------
+
+constexpr std::size_t kMaxHidden = 128, kMaxRank = 64, kMaxSteps = 8;
+constexpr double kTempMin = 0.05, kTempMax = 2.0;  // the temperature head's clip
+
+inline double sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
+inline double softplus(double x) { return x > 30 ? x : std::log1p(std::exp(x)); }
+
+// Forward values of one example kept for the backward pass.
+struct Trace {
+  double a[kMaxSteps][kMaxRank], b[kMaxSteps][kMaxRank];
+  double z[kMaxSteps][kMaxHidden], c[kMaxSteps][kMaxHidden], h[kMaxSteps + 1][kMaxHidden];
+  double pm[kMaxTiers], pc[16], pr[kRetrievalHeads];
+  double temp_pre, temp, tp_pre, top_p, conf_pre, conf;
+};
+
+// Loss of one example (double precision, as training sees it); adds its gradient (times `scale`)
+// into g when g is not null. `tr` is scratch space, reused across calls.
+double example_loss(const Layout& L, const double* th, const FeatureVector& x, const Labels& y, const TrainParams& p,
+                    Trace& tr, double* g, double scale);
+
 struct Router::Impl {
   FeatureFit fit;
   bool fitted = false;
@@ -113,7 +146,18 @@ struct Router::Impl {
   std::array<std::size_t, 10> scale_row{};  // first row_scale entry of each matrix
 };
 
+// ---- inference (int8.cpp) ------------------------------------------------------------------------
+
+// θ into the float copy decide() reads, and with `quantize` into int8 rows with one scale each.
 void compile(const Layout& L, const std::vector<double>& theta, bool quantize, Router::Impl& impl);
+
+struct HeadOutputs {
+  float pm[kMaxTiers], pc[16], pr[kRetrievalHeads];
+  float temp, top_p, conf;
+};
+// Fills `o` for x (float or int8 weights); the model, sampling and confidence heads from x as the
+// model view shows it.
+void infer_heads(const Layout& L, const Router::Impl& impl, bool quantized, const FeatureVector& x, HeadOutputs& o);
 
 using common::normal;  // common/random.h: the same numbers on every standard library
 using common::uniform_below;
