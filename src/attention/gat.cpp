@@ -1,71 +1,27 @@
-// Graph attention: the query-conditioned GAT layer of attention.h, its analytic gradient, Adam
-// training and the model file. All parameters live in one flat vector θ (Layout says where), so
-// that the optimiser, the regulariser and the finite-difference tests treat them alike.
+// Graph attention: the query-conditioned GAT layer of attention.h, its analytic gradient and Adam
+// training (its model file: gat_file.cpp). All parameters live in one flat vector θ (Layout says
+// where), so that the optimiser, the regulariser and the finite-difference tests treat them alike.
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <string_view>
 
 #include "common/adam.h"
-#include "common/json_depth.h"
 #include "common/random.h"
-#include "ruvllm/attention.h"
+#include "gat.h"
 
 namespace ruvllm::attention {
 namespace {
 
 using common::normal;
 
-// Relations with a learned bias each way; anything else shares "other".
-constexpr std::array<std::string_view, 10> kRelations = {"follows",        "part_of", "same_topic", "mentions",
-                                                         "near_duplicate", "cites",   "derived",    "supersedes",
-                                                         "agent_step",     "other"};
-constexpr std::size_t kSelfRelation = 2 * kRelations.size();
-constexpr std::size_t kRelationSlots = kSelfRelation + 1;
-
-constexpr std::array<std::string_view, 20> kMetaFeatures = {
-    "bias",        "seed",        "found",   "rank_recip",    "score_norm", "lexical_found", "lexical_recip",
-    "dense_found", "dense_recip", "cosine",  "has_embedding", "depth_0",    "depth_1",       "depth_2plus",
-    "log_degree",  "confidence",  "recency", "type_document", "type_chunk", "type_other"};
-constexpr std::size_t kMeta = kMetaFeatures.size();
-constexpr std::size_t kRankFeature = 3;  // the untrained model's score
-
 std::size_t relation_id(std::string_view rel) {
   for (std::size_t r = 0; r + 1 < kRelations.size(); ++r) {
     if (kRelations[r] == rel) return r;
   }
   return kRelations.size() - 1;
-}
-
-struct Layout {
-  std::size_t F, d, H, R = kRelationSlots;
-  std::size_t W, c, omega, beta, a_s, a_t, v, rb, total;
-  Layout(std::size_t dimension, const AttentionShape& s)
-      : F(kMeta + (s.query_interaction ? dimension : 0)), d(s.hidden), H(s.heads) {
-    std::size_t at = 0;
-    auto take = [&](std::size_t n) { return std::exchange(at, at + n); };
-    W = take(d * F);
-    c = take(F);
-    omega = take(d);
-    beta = take(H);
-    a_s = take(H * d);
-    a_t = take(H * d);
-    v = take(H * d);
-    rb = take(H * R);
-    total = at;
-  }
-};
-
-void check_shape(const AttentionShape& s) {
-  if (s.hidden < 1 || s.hidden > 256) throw Error("attention: hidden must be in [1, 256]");
-  if (s.heads > 16) throw Error("attention: heads must be in [0, 16]");
-  if (!(s.leaky_slope >= 0 && s.leaky_slope < 1)) throw Error("attention: leaky_slope must be in [0, 1)");
-  if (!(s.recency_days > 0) || !std::isfinite(s.recency_days)) throw Error("attention: recency_days must be positive");
 }
 
 // One subgraph turned into features and per-node incoming lists (both edge directions, plus self).
@@ -87,17 +43,9 @@ double dot(const double* a, const double* b, std::size_t n) {
   return s;
 }
 
-Prepared prepare(const GraphInput& g, std::size_t dimension, const AttentionShape& shape) {
-  const std::size_t n = g.nodes.size(), F = Layout(dimension, shape).F;
-  Prepared p;
-  p.n = n;
-  if (!g.query.empty() && g.query.size() != dimension && dimension > 0) {
-    throw Error("attention: the query has " + std::to_string(g.query.size()) + " dimensions, the model " +
-                std::to_string(dimension));
-  }
-  for (float x : g.query) {
-    if (!std::isfinite(x)) throw Error("attention: the query vector has a non-finite value");
-  }
+// Node degrees over the edges (self-loops left out), after checking every edge.
+std::vector<std::size_t> checked_degrees(const GraphInput& g) {
+  const std::size_t n = g.nodes.size();
   std::vector<std::size_t> degree(n, 0);
   for (const GraphEdge& e : g.edges) {
     if (e.src >= n || e.dst >= n) throw Error("graph edge refers to a node that is not there");
@@ -109,9 +57,13 @@ Prepared prepare(const GraphInput& g, std::size_t dimension, const AttentionShap
     ++degree[e.src];
     ++degree[e.dst];
   }
-  // Unit query, for cosines and the interaction features.
+  return degree;
+}
+
+// The unit query, for cosines and the interaction features (zeros without one); its norm into qn.
+std::vector<double> unit_query(const GraphInput& g, std::size_t dimension, double& qn) {
   std::vector<double> q(dimension, 0.0);
-  double qn = 0;
+  qn = 0;
   if (!g.query.empty() && dimension > 0) {
     for (std::size_t t = 0; t < dimension; ++t) qn += static_cast<double>(g.query[t]) * g.query[t];
     qn = std::sqrt(qn);
@@ -119,6 +71,74 @@ Prepared prepare(const GraphInput& g, std::size_t dimension, const AttentionShap
       for (std::size_t t = 0; t < dimension; ++t) q[t] = g.query[t] / qn;
     }
   }
+  return q;
+}
+
+// The features of a node's embedding: the cosine to the query, whether it has one, and (with
+// query_interaction) q̂ ⊙ ê times `scale`.
+void embedding_features(const GraphNode& node, const std::vector<double>& q, double qn, double scale,
+                        const AttentionShape& shape, double* x) {
+  const std::size_t dimension = q.size();
+  if (node.embedding.empty() || dimension == 0) return;
+  double en = 0;
+  for (float v : node.embedding) {
+    if (!std::isfinite(v)) throw Error("graph node embedding has a non-finite value");
+    en += static_cast<double>(v) * v;
+  }
+  en = std::sqrt(en);
+  if (en > 0 && qn > 0) {
+    double cosine = 0;
+    for (std::size_t t = 0; t < dimension; ++t) {
+      const double prod = q[t] * node.embedding[t] / en;
+      if (shape.query_interaction) x[kMeta + t] = scale * prod;
+      cosine += prod;
+    }
+    x[9] = cosine;
+  }
+  x[10] = en > 0 ? 1 : 0;
+}
+
+// Incoming lists: an edge src→dst lets dst hear src ("forward") and src hear dst ("backward").
+void incoming_lists(const GraphInput& g, const AttentionShape& shape, Prepared& p) {
+  const std::size_t n = p.n;
+  std::vector<std::size_t> count(n, 1);
+  for (const GraphEdge& e : g.edges) {
+    if (e.src == e.dst) continue;
+    ++count[e.src];
+    ++count[e.dst];
+  }
+  p.offset.assign(n + 1, 0);
+  for (std::size_t i = 0; i < n; ++i) p.offset[i + 1] = p.offset[i] + count[i];
+  p.in.resize(p.offset[n]);
+  std::vector<std::size_t> fill(p.offset.begin(), p.offset.end() - 1);
+  for (std::size_t i = 0; i < n; ++i) p.in[fill[i]++] = {static_cast<uint32_t>(i), kSelfRelation, 0.0};
+  for (const GraphEdge& e : g.edges) {
+    if (e.src == e.dst) continue;
+    // In log space and bounded: an absurd weight must not overflow the softmax into NaN.
+    const double log_weight =
+        std::clamp(std::log(std::max(e.weight, 1e-6)) + std::log(std::clamp(e.confidence, 1e-6, 1.0)) -
+                       std::max(0.0, e.age_days) / shape.recency_days,
+                   std::log(1e-6), std::log(1e6));
+    const auto r = static_cast<uint32_t>(2 * relation_id(e.rel));
+    p.in[fill[e.dst]++] = {static_cast<uint32_t>(e.src), r, log_weight};
+    p.in[fill[e.src]++] = {static_cast<uint32_t>(e.dst), r + 1, log_weight};
+  }
+}
+
+Prepared prepare(const GraphInput& g, std::size_t dimension, const AttentionShape& shape) {
+  const std::size_t n = g.nodes.size(), F = Layout(dimension, shape).F;
+  Prepared p;
+  p.n = n;
+  if (!g.query.empty() && g.query.size() != dimension && dimension > 0) {
+    throw Error("attention: the query has " + std::to_string(g.query.size()) + " dimensions, the model " +
+                std::to_string(dimension));
+  }
+  for (float x : g.query) {
+    if (!std::isfinite(x)) throw Error("attention: the query vector has a non-finite value");
+  }
+  const std::vector<std::size_t> degree = checked_degrees(g);
+  double qn = 0;
+  const std::vector<double> q = unit_query(g, dimension, qn);
   double max_score = 0;
   for (const GraphNode& node : g.nodes) max_score = std::max(max_score, node.retrieval_score);
   p.x.assign(n * F, 0.0);
@@ -148,48 +168,9 @@ Prepared prepare(const GraphInput& g, std::size_t dimension, const AttentionShap
     x[15] = std::clamp(node.confidence, 0.0, 1.0);
     x[16] = std::exp(-std::max(0.0, node.age_days) / shape.recency_days);
     x[node.type == 0 ? 17 : node.type == 1 ? 18 : 19] = 1;  // memory::NodeType document, chunk, other
-    if (!node.embedding.empty() && dimension > 0) {
-      double en = 0;
-      for (float v : node.embedding) {
-        if (!std::isfinite(v)) throw Error("graph node embedding has a non-finite value");
-        en += static_cast<double>(v) * v;
-      }
-      en = std::sqrt(en);
-      if (en > 0 && qn > 0) {
-        double cosine = 0;
-        for (std::size_t t = 0; t < dimension; ++t) {
-          const double prod = q[t] * node.embedding[t] / en;
-          if (shape.query_interaction) x[kMeta + t] = scale * prod;
-          cosine += prod;
-        }
-        x[9] = cosine;
-      }
-      x[10] = en > 0 ? 1 : 0;
-    }
+    embedding_features(node, q, qn, scale, shape, x);
   }
-  // Incoming lists: an edge src→dst lets dst hear src ("forward") and src hear dst ("backward").
-  std::vector<std::size_t> count(n, 1);
-  for (const GraphEdge& e : g.edges) {
-    if (e.src == e.dst) continue;
-    ++count[e.src];
-    ++count[e.dst];
-  }
-  p.offset.assign(n + 1, 0);
-  for (std::size_t i = 0; i < n; ++i) p.offset[i + 1] = p.offset[i] + count[i];
-  p.in.resize(p.offset[n]);
-  std::vector<std::size_t> fill(p.offset.begin(), p.offset.end() - 1);
-  for (std::size_t i = 0; i < n; ++i) p.in[fill[i]++] = {static_cast<uint32_t>(i), kSelfRelation, 0.0};
-  for (const GraphEdge& e : g.edges) {
-    if (e.src == e.dst) continue;
-    // In log space and bounded: an absurd weight must not overflow the softmax into NaN.
-    const double log_weight =
-        std::clamp(std::log(std::max(e.weight, 1e-6)) + std::log(std::clamp(e.confidence, 1e-6, 1.0)) -
-                       std::max(0.0, e.age_days) / shape.recency_days,
-                   std::log(1e-6), std::log(1e6));
-    const auto r = static_cast<uint32_t>(2 * relation_id(e.rel));
-    p.in[fill[e.dst]++] = {static_cast<uint32_t>(e.src), r, log_weight};
-    p.in[fill[e.src]++] = {static_cast<uint32_t>(e.dst), r + 1, log_weight};
-  }
+  incoming_lists(g, shape, p);
   return p;
 }
 
@@ -447,85 +428,6 @@ TrainReport AttentionModel::train(const std::vector<Example>& examples, const Tr
     throw Error("attention: training diverged (non-finite loss or parameters); lower the learning rate");
   }
   return report;
-}
-
-void AttentionModel::save(const std::string& path) const {
-  for (std::size_t i = 0; i < theta_.size(); ++i) {
-    if (!std::isfinite(theta_[i]) || !std::isfinite(anchor_[i]))
-      throw Error("attention: refusing to save non-finite parameters");
-  }
-  nlohmann::json j;
-  j["format"] = "ruvllm-attention";
-  j["version"] = 1;
-  j["dimension"] = dimension_;
-  j["hidden"] = shape_.hidden;
-  j["heads"] = shape_.heads;
-  j["leaky_slope"] = shape_.leaky_slope;
-  j["recency_days"] = shape_.recency_days;
-  j["query_interaction"] = shape_.query_interaction;
-  j["relations"] = std::vector<std::string>(kRelations.begin(), kRelations.end());
-  j["meta_features"] = std::vector<std::string>(kMetaFeatures.begin(), kMetaFeatures.end());
-  j["theta"] = theta_;
-  j["anchor"] = anchor_;
-  const std::string tmp = path + ".partial";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) throw Error(ErrorCode::io, "attention: cannot write " + tmp);
-    out << j.dump() << "\n";
-    if (!out.flush()) throw Error(ErrorCode::io, "attention: cannot write " + tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error(ErrorCode::io, "attention: cannot replace " + path + ": " + ec.message());
-}
-
-AttentionModel AttentionModel::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::io, "attention: cannot read the model file " + path);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (common::json_nests_deeper_than(text)) throw Error(path + " is not a ruvllm attention model (nests too deep)");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-    if (j.value("format", "") != "ruvllm-attention") throw Error(path + " is not a ruvllm attention model");
-    if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int64_t>() != 1)
-      throw Error(path + ": attention model version " + (j.contains("version") ? j["version"].dump() : "(none)") +
-                  " is not supported (this build reads version 1)");
-    // Whole non-negative numbers only: a cast from 16.9 or 1e20 would be silent or undefined.
-    auto count = [&](const char* key, std::size_t max) {
-      if (!j.contains(key) || !j[key].is_number_unsigned() || j[key].get<uint64_t>() > max)
-        throw Error(path + ": \"" + key + "\" must be a whole number in [0, " + std::to_string(max) + "]");
-      return static_cast<std::size_t>(j[key].get<uint64_t>());
-    };
-    AttentionShape shape;
-    shape.hidden = count("hidden", 256);
-    shape.heads = count("heads", 16);
-    const std::size_t dimension = count("dimension", 65536);
-    shape.leaky_slope = j.at("leaky_slope").get<double>();
-    shape.recency_days = j.at("recency_days").get<double>();
-    shape.query_interaction = j.at("query_interaction").get<bool>();
-    if (j.at("relations").get<std::vector<std::string>>() !=
-            std::vector<std::string>(kRelations.begin(), kRelations.end()) ||
-        j.at("meta_features").get<std::vector<std::string>>() !=
-            std::vector<std::string>(kMetaFeatures.begin(), kMetaFeatures.end())) {
-      throw Error(path + ": the model's relation or feature layout differs from this build's");
-    }
-    check_shape(shape);
-    auto theta = j.at("theta").get<std::vector<double>>();
-    auto anchor = j.at("anchor").get<std::vector<double>>();
-    const std::size_t expected = Layout(dimension, shape).total;  // checked before any allocation
-    if (theta.size() != expected || anchor.size() != expected)
-      throw Error(path + ": the parameter count does not match the shape");
-    AttentionModel model(dimension, shape);
-    for (std::size_t i = 0; i < theta.size(); ++i) {
-      if (!std::isfinite(theta[i]) || !std::isfinite(anchor[i])) throw Error(path + ": a parameter is not finite");
-    }
-    model.theta_ = std::move(theta);
-    model.anchor_ = std::move(anchor);
-    return model;
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": malformed attention model: " + e.what());
-  }
 }
 
 class GraphAttention final : public Scorer {
