@@ -284,4 +284,76 @@ std::size_t tier_for(const float* p, std::size_t models, double threshold, const
 // The threshold at which `router` sends `largest_share` of `reference` to the largest model.
 double calibrate(const Router& router, const std::vector<Outcome>& reference, double largest_share);
 
+// The best single model on the test rows: fixed_policy's quality (λ = μ = 0), ties to the cheaper.
+struct SingleModel {
+  std::size_t model = 0;
+  double quality = -1, cost = 0;
+};
+SingleModel best_single_model(const std::vector<Outcome>& test, const Ladder& ladder);
+// Along an evaluation's curve: the least cost of an operating point whose quality reaches `quality`
+// (within 1e-12), and the best quality of one that costs at most `cost`. NaN: no point does.
+double cost_to_reach(const Evaluation& evaluation, double quality);
+double quality_within(const Evaluation& evaluation, double cost);
+
+// ---- the context and retrieval heads on evidence rows (outcomes with model-free trials) ---------
+
+// An evidence row's label: the cheapest model-free setting (context bin, then retrieval strategy)
+// within `epsilon` of the best evidence recall, the rule train() labels these heads by; bin 0 when
+// the setting drops retrieval. {-1, -1}: the outcome has no model-free trial.
+struct EvidenceSetting {
+  int context_bin = -1, retrieval = -1;
+  bool operator==(const EvidenceSetting&) const = default;
+};
+EvidenceSetting evidence_label(const Outcome& outcome, double epsilon = TrainParams{}.epsilon);
+
+// The naive flow's context bin: 1,024 tokens (context.max_tokens' default, the budget it fills),
+// else the largest bin.
+int naive_bin(const std::vector<int>& context_bins);
+
+// Mean evidence recall of the router's contexts (at its evidence_coverage) and of the naive flow's
+// (dense search at naive_bin) over the evidence rows; rows = 0 when there are none. Throws Error
+// for an evidence row without the setting either uses.
+struct EvidenceRecall {
+  double router = 0, naive = 0;
+  std::size_t rows = 0;
+};
+EvidenceRecall evidence_recall(const Router& router, const std::vector<Outcome>& rows);
+
+// The context heads' operating point, RouteLLM's calibration with "the naive flow's evidence" as the
+// target instead of a share of calls: coverage 0.30, 0.35, … 0.95 in turn until the router's
+// contexts hold at least that evidence. `steps` lists what was tried (empty: no evidence rows), each
+// also passed to `progress` as it is measured; reached = false: no coverage did, and coverage is
+// 0.95. Throws as evidence_recall.
+struct CoverageCalibration {
+  struct Step {
+    double coverage;
+    EvidenceRecall recall;
+  };
+  std::vector<Step> steps;
+  double coverage = 0.95;
+  bool reached = false;
+};
+CoverageCalibration calibrate_coverage(const Router& router, const std::vector<Outcome>& rows,
+                                       const std::function<void(const CoverageCalibration::Step&)>& progress = {});
+
+// The heads against fixed settings and the label: per policy (the router first, then the untrained
+// default, the naive flow, no context and the label) the mean evidence recall, context tokens, share
+// without context and share equal to the label; per task the router's recall and no-context share
+// against the label's. rows = 0: no evidence rows. Throws Error for a row without a policy's setting.
+struct EvidenceEvaluation {
+  struct Policy {
+    std::string name;
+    double recall = 0, tokens = 0, none = 0, exact = 0;
+  };
+  struct Task {
+    std::string task;
+    std::size_t rows = 0;
+    double recall = 0, label_recall = 0, none = 0, label_none = 0;
+  };
+  std::size_t rows = 0;
+  std::vector<Policy> policies;
+  std::vector<Task> tasks;  // in name order
+};
+EvidenceEvaluation evaluate_evidence(const Router& router, const std::vector<Outcome>& rows);
+
 }  // namespace ruvllm::router

@@ -6,8 +6,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <functional>
-#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -169,119 +167,45 @@ std::string fmt(double v, const char* f = "%.3f") {
   return b;
 }
 
-// The bin of the naive flow's context: 1,024 tokens (context.max_tokens' default, the budget the
-// naive flow fills), else the largest bin.
-int naive_bin(const std::vector<int>& bins) {
-  const auto at = std::find(bins.begin(), bins.end(), 1024);
-  return static_cast<int>((at != bins.end() ? at : bins.end() - 1) - bins.begin());
-}
-
-// The context and retrieval heads on held-out evidence rows: the evidence (share of the gold
-// sources) each policy's context holds and its size, against fixed settings and the label.
+// The context and retrieval heads on held-out evidence rows (router::evaluate_evidence): markdown,
+// and json["evidence"].
 std::string evidence_table(const router::Router& r, const std::vector<router::Outcome>& rows, nlohmann::json& json) {
-  const auto& bins = r.ladder().context_bins;
-  struct Policy {
-    std::string name;
-    std::function<std::pair<int, int>(const router::Outcome&)> pick;  // (bin, retrieval)
-    double recall = 0, tokens = 0, none = 0, exact = 0;
-  };
-  const int largest = static_cast<int>(bins.size()) - 1, naive = naive_bin(bins);
-  router::TrainParams tp;
-  auto label = [&](const router::Outcome& o) {
-    router::Outcome only = o;  // the label over the model-free settings alone
-    std::erase_if(only.trials, [](const router::Trial& t) { return t.model != router::kAnyModel; });
-    int best_bin = -1, best_ret = -1;
-    double best = -1;
-    for (const auto& t : only.trials) best = std::max(best, t.quality);
-    for (const auto& t : only.trials)
-      if (t.quality >= best - tp.epsilon &&
-          (best_bin < 0 || std::pair(t.context_bin, t.retrieval) < std::pair(best_bin, best_ret)))
-        best_bin = t.context_bin, best_ret = t.retrieval;
-    return std::pair(best_ret == 0 ? 0 : best_bin, best_ret);  // without retrieval the bin means nothing
-  };
-  std::vector<Policy> policies = {
-      {"router (context and retrieval heads)",
-       [&](const router::Outcome& o) {
-         const auto d = r.decide(r.features(o.signals));
-         return std::pair(static_cast<int>(d.context_bin), static_cast<int>(d.retrieval));
-       }},
-      {"untrained default: hybrid + graph, largest bin", [&](const router::Outcome&) { return std::pair(largest, 3); }},
-      {"naive: dense, " + std::to_string(bins[naive]) + " tokens",
-       [&](const router::Outcome&) { return std::pair(naive, 1); }},
-      {"smallest: no context", [&](const router::Outcome&) { return std::pair(0, 0); }},
-      {"label (cheapest within ε of the best)", label}};
-  std::size_t n = 0;
-  struct TaskStats {
-    double rows = 0, recall = 0, label_recall = 0, none = 0, label_none = 0;
-  };
-  std::map<std::string, TaskStats> by_task;  // the router against the label, per task
-  for (const auto& o : rows) {
-    if (std::none_of(o.trials.begin(), o.trials.end(), [](auto& t) { return t.model == router::kAnyModel; })) continue;
-    ++n;
-    const auto want = label(o);
-    for (std::size_t k = 0; k < policies.size(); ++k) {
-      auto& p = policies[k];
-      auto [bin, ret] = p.pick(o);
-      if (ret == 0) bin = 0;  // no context: every bin's setting holds the same
-      const router::Trial* hit = nullptr;
-      for (const auto& t : o.trials)
-        if (t.model == router::kAnyModel && t.context_bin == bin && t.retrieval == ret) hit = &t;
-      if (!hit) throw std::runtime_error("evidence row " + o.id + " has no setting for bin " + std::to_string(bin));
-      p.recall += hit->quality;
-      p.tokens += std::isfinite(hit->context_tokens) ? hit->context_tokens : 0;
-      p.none += ret == 0;
-      p.exact += std::pair(bin, ret) == want;
-      TaskStats& ts = by_task[o.task];
-      if (k == 0) ts.rows += 1, ts.recall += hit->quality, ts.none += ret == 0;
-      if (k + 1 == policies.size()) ts.label_recall += hit->quality, ts.label_none += ret == 0;
-    }
-  }
-  if (n == 0) throw std::runtime_error("no evidence rows in the --evidence files");
+  const router::EvidenceEvaluation ev = router::evaluate_evidence(r, rows);
+  if (ev.rows == 0) throw std::runtime_error("no evidence rows in the --evidence files");
+  const std::size_t n = ev.rows;
   std::string md = "\nContext and retrieval heads on " + std::to_string(n) +
                    " evidence rows (the share of each question's gold sources the context holds):\n\n"
                    "| policy | evidence recall | context tokens | no context | = label |\n|---|---|---|---|---|\n";
-  for (auto& p : policies) {
-    const double k = static_cast<double>(n);
+  for (const auto& p : ev.policies) {
     json["evidence"].push_back({{"policy", p.name},
-                                {"recall", p.recall / k},
-                                {"tokens", p.tokens / k},
-                                {"none", p.none / k},
-                                {"exact", p.exact / k},
+                                {"recall", p.recall},
+                                {"tokens", p.tokens},
+                                {"none", p.none},
+                                {"exact", p.exact},
                                 {"rows", n}});
-    md += "| " + p.name + " | " + fmt(p.recall / k) + " | " + fmt(p.tokens / k, "%.0f") + " | " + fmt(p.none / k) +
-          " | " + fmt(p.exact / k) + " |\n";
+    md += "| " + p.name + " | " + fmt(p.recall) + " | " + fmt(p.tokens, "%.0f") + " | " + fmt(p.none) + " | " +
+          fmt(p.exact) + " |\n";
   }
   md +=
       "\n| task | rows | router recall | label recall | router: no context | label: no context |\n"
       "|---|---|---|---|---|---|\n";
-  for (const auto& [task, ts] : by_task) {
-    md += "| " + task + " | " + fmt(ts.rows, "%.0f") + " | " + fmt(ts.recall / ts.rows) + " | " +
-          fmt(ts.label_recall / ts.rows) + " | " + fmt(ts.none / ts.rows) + " | " + fmt(ts.label_none / ts.rows) +
-          " |\n";
+  for (const auto& t : ev.tasks) {
+    md += "| " + t.task + " | " + fmt(static_cast<double>(t.rows), "%.0f") + " | " + fmt(t.recall) + " | " +
+          fmt(t.label_recall) + " | " + fmt(t.none) + " | " + fmt(t.label_none) + " |\n";
   }
   return md;
 }
 
-void eval(const EvalOptions& o) {
-  const auto embedder = open_embedder(o.data);
-  auto loaded = std::make_shared<router::Router>(router::Router::load(o.model));
-  const router::Ladder& ladder = loaded->ladder();
-  const auto test = load_split(o.data, ladder, o.split, *embedder);
-  // The router's own objective: the oracle's utility and the baselines' targets and prior.
-  const router::Router::Objective& objective = loaded->objective();
-  if (!objective.recorded) {
-    std::fprintf(stderr,
-                 "%s does not record its training objective (an older file): scoring with U = quality, "
-                 "baselines with one-hot targets and l2 10\n",
-                 o.model.c_str());
-  }
-  auto as_float = std::make_shared<router::Router>(*loaded);
-  as_float->quantize(false);
-  auto as_int8 = std::make_shared<router::Router>(*loaded);
-  as_int8->quantize(true);
+// The routers `router eval` scores: the file's as float32 and int8, the baselines fitted with its
+// objective (unless --no-baselines), random and the cheapest and the largest model alone.
+std::vector<router::Policy> eval_policies(const EvalOptions& o, std::shared_ptr<const router::Router> as_float,
+                                          std::shared_ptr<const router::Router> as_int8,
+                                          const embed::Embedder& embedder) {
+  const router::Ladder& ladder = as_float->ladder();
   std::vector<router::Policy> policies = {router::router_policy(as_float), router::router_policy(as_int8)};
   if (o.baselines) {
-    const auto train = load_split(o.data, ladder, o.train_split, *embedder);
+    const auto train = load_split(o.data, ladder, o.train_split, embedder);
+    const router::Router::Objective& objective = as_float->objective();
     router::TrainParams tp;
     tp.lambda_latency = objective.lambda_latency;
     tp.mu_cost = objective.mu_cost;
@@ -294,45 +218,21 @@ void eval(const EvalOptions& o) {
   policies.push_back(router::random_policy(ladder));
   policies.push_back(router::fixed_policy(0, ladder));
   policies.push_back(router::fixed_policy(ladder.models.size() - 1, ladder));
-  const bool costs = std::isfinite(ladder.cost[0]);
-  std::vector<router::Evaluation> evals;
-  for (const auto& p : policies) {
-    std::fprintf(stderr, "evaluating %s\n", p.name.c_str());
-    evals.push_back(router::evaluate(p, test, ladder, loaded->threshold, objective.lambda_latency, objective.mu_cost));
-  }
-  // The best single model on these rows, and what each router needs to match it.
-  std::size_t best = 0;
-  double best_quality = -1, best_cost = 0;
-  for (std::size_t m = 0; m < ladder.models.size(); ++m) {
-    const auto e = router::evaluate(router::fixed_policy(m, ladder), test, ladder);
-    if (e.quality > best_quality + 1e-12) best = m, best_quality = e.quality, best_cost = e.cost;
-  }
-  nlohmann::json json;
-  json["data"] = o.data.data;
-  json["split"] = o.split;
-  json["model_file"] = o.model;
-  json["threshold"] = loaded->threshold;
-  json["objective"] = {{"lambda_latency", objective.lambda_latency},
-                       {"mu_cost", objective.mu_cost},
-                       {"l2", objective.l2},
-                       {"share_ties", objective.share_ties},
-                       {"recorded", objective.recorded}};
-  json["weight_bytes_int8"] = as_int8->weight_bytes();
-  json["weight_bytes_float32"] = as_float->weight_bytes();
-  json["file_bytes"] = std::filesystem::file_size(o.model);
-  json["best_single"] = {{"model", ladder.models[best]}, {"quality", best_quality}, {"cost", best_cost}};
-  std::string md = "Router evaluation: " + o.data.data + " (" + o.split + ", " + std::to_string(evals[0].rows) +
-                   " rows with every model), threshold " + fmt(loaded->threshold) + "\n\n";
-  md += "| router | oracle accuracy | APGR | CPT(50%) | CPT(80%) | quality | " +
-        std::string(costs ? "cost $/query | " : "") + "largest share | regret vs largest |" +
-        (costs ? " cost to match best single | best quality at ≤ 50 % of its cost |" : "") +
-        "\n|---|---|---|---|---|---|" + (costs ? "---|" : "") + "---|---|" + (costs ? "---|---|" : "") + "\n";
+  return policies;
+}
+
+// The routers' table (markdown) and json["routers"]; with costs, what each needs to match the best
+// single model.
+std::string routers_table(const std::vector<router::Evaluation>& evals, const router::SingleModel& best, bool costs,
+                          nlohmann::json& json) {
+  std::string md = "| router | oracle accuracy | APGR | CPT(50%) | CPT(80%) | quality | " +
+                   std::string(costs ? "cost $/query | " : "") + "largest share | regret vs largest |" +
+                   (costs ? " cost to match best single | best quality at ≤ 50 % of its cost |" : "") +
+                   "\n|---|---|---|---|---|---|" + (costs ? "---|" : "") + "---|---|" + (costs ? "---|---|" : "") +
+                   "\n";
   for (const auto& e : evals) {
-    double match_cost = NAN, half_quality = NAN;
-    for (const auto& pt : e.curve) {
-      if (pt.quality >= best_quality - 1e-12 && !(pt.cost >= match_cost)) match_cost = pt.cost;
-      if (pt.cost <= 0.5 * best_cost && !(pt.quality <= half_quality)) half_quality = pt.quality;
-    }
+    const double match_cost = router::cost_to_reach(e, best.quality),
+                 half_quality = router::quality_within(e, 0.5 * best.cost);
     nlohmann::json curve = nlohmann::json::array();
     for (const auto& pt : e.curve) {
       curve.push_back({{"threshold", pt.threshold},
@@ -358,14 +258,58 @@ void eval(const EvalOptions& o) {
           fmt(e.cpt80) + " | " + fmt(e.quality) + " | " + (costs ? fmt(e.cost, "%.2e") + " | " : "") +
           fmt(e.largest_share) + " | " + fmt(e.regret) + " |" +
           (costs ? " " +
-                       (std::isfinite(match_cost) ? fmt(match_cost / best_cost * 100, "%.0f") + " %"
+                       (std::isfinite(match_cost) ? fmt(match_cost / best.cost * 100, "%.0f") + " %"
                                                   : std::string("not reached")) +
                        " | " + fmt(half_quality) + " |"
                  : "") +
           "\n";
   }
-  md += "\nBest single model: " + ladder.models[best] + ", quality " + fmt(best_quality) +
-        (costs ? ", " + fmt(best_cost, "%.2e") + " $/query" : "") +
+  return md;
+}
+
+void eval(const EvalOptions& o) {
+  const auto embedder = open_embedder(o.data);
+  auto loaded = std::make_shared<router::Router>(router::Router::load(o.model));
+  const router::Ladder& ladder = loaded->ladder();
+  const auto test = load_split(o.data, ladder, o.split, *embedder);
+  // The router's own objective: the oracle's utility and the baselines' targets and prior.
+  const router::Router::Objective& objective = loaded->objective();
+  if (!objective.recorded) {
+    std::fprintf(stderr,
+                 "%s does not record its training objective (an older file): scoring with U = quality, "
+                 "baselines with one-hot targets and l2 10\n",
+                 o.model.c_str());
+  }
+  auto as_float = std::make_shared<router::Router>(*loaded);
+  as_float->quantize(false);
+  auto as_int8 = std::make_shared<router::Router>(*loaded);
+  as_int8->quantize(true);
+  const bool costs = std::isfinite(ladder.cost[0]);
+  std::vector<router::Evaluation> evals;
+  for (const auto& p : eval_policies(o, as_float, as_int8, *embedder)) {
+    std::fprintf(stderr, "evaluating %s\n", p.name.c_str());
+    evals.push_back(router::evaluate(p, test, ladder, loaded->threshold, objective.lambda_latency, objective.mu_cost));
+  }
+  const router::SingleModel best = router::best_single_model(test, ladder);
+  nlohmann::json json;
+  json["data"] = o.data.data;
+  json["split"] = o.split;
+  json["model_file"] = o.model;
+  json["threshold"] = loaded->threshold;
+  json["objective"] = {{"lambda_latency", objective.lambda_latency},
+                       {"mu_cost", objective.mu_cost},
+                       {"l2", objective.l2},
+                       {"share_ties", objective.share_ties},
+                       {"recorded", objective.recorded}};
+  json["weight_bytes_int8"] = as_int8->weight_bytes();
+  json["weight_bytes_float32"] = as_float->weight_bytes();
+  json["file_bytes"] = std::filesystem::file_size(o.model);
+  json["best_single"] = {{"model", ladder.models[best.model]}, {"quality", best.quality}, {"cost", best.cost}};
+  std::string md = "Router evaluation: " + o.data.data + " (" + o.split + ", " + std::to_string(evals[0].rows) +
+                   " rows with every model), threshold " + fmt(loaded->threshold) + "\n\n";
+  md += routers_table(evals, best, costs, json);
+  md += "\nBest single model: " + ladder.models[best.model] + ", quality " + fmt(best.quality) +
+        (costs ? ", " + fmt(best.cost, "%.2e") + " $/query" : "") +
         ". Network: " + std::to_string(as_int8->weight_bytes()) + " bytes int8 (" +
         std::to_string(as_float->weight_bytes()) + " float32); file " +
         std::to_string(json["file_bytes"].get<uint64_t>()) + " bytes with the feature fit.\n";
@@ -435,33 +379,6 @@ struct CalibrateOptions {
   std::vector<std::string> evidence;
 };
 
-// Mean evidence share of the router's contexts on evidence rows at a coverage, and of the naive
-// flow's (its dense search at naive_bin).
-std::pair<double, double> evidence_recall(router::Router& r, const std::vector<router::Outcome>& rows,
-                                          double coverage) {
-  const int naive_at = naive_bin(r.ladder().context_bins);
-  r.evidence_coverage = coverage;
-  double mine = 0, naive = 0, n = 0;
-  for (const auto& o : rows) {
-    const auto d = r.decide(r.features(o.signals));
-    const int bin = d.retrieval == router::Retrieval::none ? 0 : static_cast<int>(d.context_bin);
-    bool any = false, got_mine = false, got_naive = false;
-    for (const auto& t : o.trials) {
-      if (t.model != router::kAnyModel) continue;
-      any = true;
-      if (t.context_bin == bin && t.retrieval == static_cast<int>(d.retrieval)) mine += t.quality, got_mine = true;
-      if (t.context_bin == naive_at && t.retrieval == static_cast<int>(router::Retrieval::dense))
-        naive += t.quality, got_naive = true;
-    }
-    if (any && !(got_mine && got_naive)) {
-      throw std::runtime_error("evidence row " + o.id + " lacks a setting the router or the naive flow would use");
-    }
-    n += any;
-  }
-  if (n == 0) throw std::runtime_error("no evidence rows in the --evidence files");
-  return {mine / n, naive / n};
-}
-
 void calibrate(const CalibrateOptions& o) {
   const auto embedder = open_embedder(o.data);
   auto r = router::Router::load(o.model);
@@ -474,21 +391,18 @@ void calibrate(const CalibrateOptions& o) {
     // The context heads' operating point: the smallest coverage whose contexts hold at least the
     // evidence the naive flow's do (RouteLLM's calibration, with "the same quality as the baseline"
     // as the target instead of a share of calls).
-    const auto rows = load_evidence(o.evidence, r.ladder(), *embedder);
-    double chosen = 0;
-    for (int step = 6; step <= 19 && chosen == 0; ++step) {
-      const double c = step / 20.0;  // the double nearest the printed value
-      const auto [mine, naive] = evidence_recall(r, rows, c);
-      std::printf("  coverage %.2f: evidence %.3f (naive %.3f)\n", c, mine, naive);
-      if (mine >= naive) chosen = c;
-    }
-    if (chosen > 0) {
-      std::printf("evidence coverage %.2f: the smallest whose contexts hold the naive flow's evidence\n", chosen);
+    const auto cal = router::calibrate_coverage(r, load_evidence(o.evidence, r.ladder(), *embedder),
+                                                [](const router::CoverageCalibration::Step& step) {
+                                                  std::printf("  coverage %.2f: evidence %.3f (naive %.3f)\n",
+                                                              step.coverage, step.recall.router, step.recall.naive);
+                                                });
+    if (cal.steps.empty()) throw std::runtime_error("no evidence rows in the --evidence files");
+    if (cal.reached) {
+      std::printf("evidence coverage %.2f: the smallest whose contexts hold the naive flow's evidence\n", cal.coverage);
     } else {
-      chosen = 0.95;
       std::printf("evidence coverage 0.95: no coverage up to 0.95 holds the naive flow's evidence on these rows\n");
     }
-    r.evidence_coverage = chosen;
+    r.evidence_coverage = cal.coverage;
   }
   r.save(o.model);
   std::printf("wrote %s\n", o.model.c_str());
@@ -530,12 +444,7 @@ void inspect(const InspectOptions& o) {
   std::printf("\n");
 }
 
-}  // namespace
-
-void add_router_commands(CLI::App& app) {
-  auto* router = app.add_subcommand("router", "The FastGRNN router: train, evaluate, calibrate, inspect");
-  router->require_subcommand(1);
-
+void add_train_command(CLI::App* router) {
   auto t = std::make_shared<TrainOptions>();
   auto* train_cmd = router->add_subcommand("train", "Train on outcome records (models.json + <split>.jsonl)");
   add_data_options(train_cmd, t->data);
@@ -567,7 +476,9 @@ void add_router_commands(CLI::App& app) {
                       "Keep models that a cheaper model beats on mean training quality (default: the frontier only)");
   train_cmd->add_flag("--float", t->float_only, "Keep float32 weights (default: int8 after training)");
   train_cmd->callback([t] { train(*t); });
+}
 
+void add_eval_command(CLI::App* router) {
   auto e = std::make_shared<EvalOptions>();
   auto* eval_cmd = router->add_subcommand("eval", "APGR, CPT, quality and cost against baselines on a test split");
   add_data_options(eval_cmd, e->data);
@@ -580,7 +491,9 @@ void add_router_commands(CLI::App& app) {
   eval_cmd->add_option("--out", e->out, "Folder for the JSON and markdown report")->capture_default_str();
   eval_cmd->add_flag("!--no-baselines", e->baselines, "Skip the logistic and kNN baselines");
   eval_cmd->callback([e] { eval(*e); });
+}
 
+void add_evidence_command(CLI::App* router) {
   auto v = std::make_shared<EvidenceOptions>();
   auto* ev_cmd = router->add_subcommand(
       "evidence",
@@ -595,7 +508,9 @@ void add_router_commands(CLI::App& app) {
       ->capture_default_str();
   ev_cmd->add_option("--limit", v->limit, "Only the first N questions (0 = all)")->capture_default_str();
   ev_cmd->callback([v] { evidence(*v); });
+}
 
+void add_calibrate_command(CLI::App* router) {
   auto c = std::make_shared<CalibrateOptions>();
   auto* cal_cmd = router->add_subcommand("calibrate", "Set the threshold for a target share of largest-model calls");
   add_data_options(cal_cmd, c->data);
@@ -606,13 +521,27 @@ void add_router_commands(CLI::App& app) {
                       "Evidence rows: also set the evidence coverage to the smallest whose contexts hold the naive "
                       "flow's evidence");
   cal_cmd->callback([c] { calibrate(*c); });
+}
 
+void add_inspect_command(CLI::App* router) {
   auto i = std::make_shared<InspectOptions>();
   auto* inspect_cmd = router->add_subcommand("inspect", "Show a router file, and its decision for a query");
   inspect_cmd->add_option("--model", i->model, "Router file")->required();
   inspect_cmd->add_option("--query", i->query, "A query to route");
   inspect_cmd->add_option("--words", i->data.words, "Word-vector table (default: the GloVe table)");
   inspect_cmd->callback([i] { inspect(*i); });
+}
+
+}  // namespace
+
+void add_router_commands(CLI::App& app) {
+  auto* router = app.add_subcommand("router", "The FastGRNN router: train, evaluate, calibrate, inspect");
+  router->require_subcommand(1);
+  add_train_command(router);
+  add_eval_command(router);
+  add_evidence_command(router);
+  add_calibrate_command(router);
+  add_inspect_command(router);
 }
 
 }  // namespace ruvllm::cli

@@ -327,4 +327,29 @@ double calibrate(const Router& router, const std::vector<Outcome>& reference, do
   return lo;
 }
 
+SingleModel best_single_model(const std::vector<Outcome>& test, const Ladder& ladder) {
+  SingleModel best;
+  for (std::size_t m = 0; m < ladder.models.size(); ++m) {
+    const auto e = evaluate(fixed_policy(m, ladder), test, ladder);
+    if (e.quality > best.quality + 1e-12) best = {m, e.quality, e.cost};
+  }
+  return best;
+}
+
+double cost_to_reach(const Evaluation& evaluation, double quality) {
+  double cost = std::numeric_limits<double>::quiet_NaN();
+  for (const OperatingPoint& pt : evaluation.curve) {
+    if (pt.quality >= quality - 1e-12 && !(pt.cost >= cost)) cost = pt.cost;
+  }
+  return cost;
+}
+
+double quality_within(const Evaluation& evaluation, double cost) {
+  double quality = std::numeric_limits<double>::quiet_NaN();
+  for (const OperatingPoint& pt : evaluation.curve) {
+    if (pt.cost <= cost && !(pt.quality <= quality)) quality = pt.quality;
+  }
+  return quality;
+}
+
 }  // namespace ruvllm::router

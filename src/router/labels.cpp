@@ -136,6 +136,13 @@ Labels make_labels(const Outcome& o, const Ladder& ladder, const TrainParams& p)
   return y;
 }
 
+EvidenceSetting evidence_label(const Outcome& outcome, double epsilon) {
+  const Trial* pick = cheapest_model_free(outcome, epsilon, [](const Trial& t) { return t.quality; });
+  if (!pick) return {};
+  // Without retrieval every bin holds the same (nothing): the label names bin 0.
+  return {pick->retrieval == static_cast<int>(Retrieval::none) ? 0 : pick->context_bin, pick->retrieval};
+}
+
 // Evidence rows are few beside the model rows (hundreds of labelled questions against thousands of
 // outcome records): weighted so that they carry `share` of the loss.
 void weigh_evidence(std::vector<Labels>& Y, double share) {
