@@ -524,6 +524,47 @@ TEST(RouterTraining, EvidenceRowsTrainTheContextAndRetrievalHeadsOnly) {
     EXPECT_EQ(a.context_bin, b.context_bin);
     EXPECT_EQ(a.retrieval, b.retrieval);
   }
+
+  // The context heads on held-out evidence rows. Found: hybrid at bin 1 holds everything, dense
+  // half; absent: nothing anywhere, so the label drops retrieval (bin 0).
+  std::vector<Outcome> held;
+  for (int i = 0; i < 100; ++i) held.push_back(evidence_row("held" + std::to_string(i), i % 2 == 0));
+  EXPECT_EQ(evidence_label(held[0]), (EvidenceSetting{1, 2}));
+  EXPECT_EQ(evidence_label(held[1]), (EvidenceSetting{0, 0}));
+  EXPECT_EQ(evidence_label(base.test[0]), EvidenceSetting{});  // no model-free trial
+  const EvidenceEvaluation ev = evaluate_evidence(r, held);
+  EXPECT_EQ(ev.rows, 100u);
+  ASSERT_EQ(ev.policies.size(), 5u);
+  EXPECT_EQ(ev.policies[2].recall, 0.25);  // naive: dense at 1,024 tokens, 0.5 on the found half
+  EXPECT_EQ(ev.policies[3].none, 1.0);     // no context
+  EXPECT_EQ(ev.policies[4].recall, 0.5);   // the label
+  EXPECT_EQ(ev.policies[4].exact, 1.0);
+  EXPECT_GE(ev.policies[0].recall, 0.45);  // the router, 90 % right above
+  ASSERT_EQ(ev.tasks.size(), 2u);
+  EXPECT_EQ(ev.tasks[0].task, "absent");
+  EXPECT_EQ(ev.tasks[0].rows, 50u);
+  EXPECT_EQ(ev.tasks[1].label_recall, 1.0);
+  const EvidenceRecall recall = evidence_recall(r, held);
+  EXPECT_EQ(recall.rows, 100u);
+  EXPECT_EQ(recall.naive, 0.25);
+  EXPECT_EQ(recall.router, evaluate_evidence(r, held).policies[0].recall);
+  // The coverage sweep stops at the first coverage that holds the naive flow's evidence.
+  std::size_t reported = 0;
+  const CoverageCalibration cal = calibrate_coverage(r, held, [&](const CoverageCalibration::Step&) { ++reported; });
+  ASSERT_TRUE(cal.reached);
+  ASSERT_FALSE(cal.steps.empty());
+  EXPECT_EQ(reported, cal.steps.size());
+  EXPECT_EQ(cal.coverage, cal.steps.back().coverage);
+  EXPECT_GE(cal.steps.back().recall.router, cal.steps.back().recall.naive);
+  for (std::size_t k = 0; k + 1 < cal.steps.size(); ++k)
+    EXPECT_LT(cal.steps[k].recall.router, cal.steps[k].recall.naive);
+  Router at = r;
+  at.evidence_coverage = cal.coverage;
+  EXPECT_EQ(evidence_recall(at, held).router, cal.steps.back().recall.router);
+  // Model rows only: nothing to measure.
+  EXPECT_EQ(evidence_recall(r, base.test).rows, 0u);
+  EXPECT_TRUE(calibrate_coverage(r, base.test).steps.empty());
+  EXPECT_EQ(evaluate_evidence(r, base.test).rows, 0u);
 }
 
 TEST(RouterTraining, DivergingRunIsAnErrorAndKeepsTheParameters) {
@@ -1810,6 +1851,36 @@ TEST(RouterEvaluate, TierRuleAndRandomPolicy) {
     for (float v : a) EXPECT_GT(v, 0.0f);
   }
   EXPECT_NE(random.probabilities(rows[0]), random.probabilities(rows[1]));
+}
+
+TEST(RouterEvidence, NaiveBinIsTheThousandTokenBinElseTheLargest) {
+  EXPECT_EQ(naive_bin({128, 256, 512, 1024}), 3);
+  EXPECT_EQ(naive_bin({256, 1024, 4096}), 1);
+  EXPECT_EQ(naive_bin({128, 2048}), 1);
+}
+
+TEST(RouterEvaluate, CostToReachQualityWithinAndTheBestSingleModel) {
+  Evaluation e;
+  e.curve = {{0, 1, 0.9, 5}, {0.3, 0.6, 0.8, 3}, {0.5, 0.4, 0.8, 2}, {1, 0, 0.5, 1}};
+  EXPECT_EQ(cost_to_reach(e, 0.8), 2);
+  EXPECT_EQ(cost_to_reach(e, 0.9), 5);
+  EXPECT_TRUE(std::isnan(cost_to_reach(e, 0.95)));
+  EXPECT_EQ(quality_within(e, 3), 0.8);
+  EXPECT_EQ(quality_within(e, 1), 0.5);
+  EXPECT_TRUE(std::isnan(quality_within(e, 0.5)));
+  // Models 1 and 2 tie on quality: the cheaper one.
+  const Ladder ladder = Router(ladder_of(3)).ladder();
+  std::vector<Outcome> rows(4);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    rows[i].id = std::to_string(i);
+    rows[i].trials = {{.model = 0, .quality = i % 2 == 0 ? 1.0 : 0.0, .cost = 1},
+                      {.model = 1, .quality = i < 3 ? 1.0 : 0.0, .cost = 2},
+                      {.model = 2, .quality = i < 3 ? 1.0 : 0.0, .cost = 3}};
+  }
+  const SingleModel best = best_single_model(rows, ladder);
+  EXPECT_EQ(best.model, 1u);
+  EXPECT_EQ(best.quality, 0.75);
+  EXPECT_EQ(best.cost, 2);
 }
 
 // ---- 9. the shared outcome sets ----------------------------------------------------------------
