@@ -13,7 +13,7 @@
 #include <usearch/index_dense.hpp>
 
 #include "bench/bench.h"
-#include "bench/report.h"
+#include "common/report.h"
 #include "memory/ann.h"
 
 namespace ruvllm::bench {

@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "bench/bench.h"
-#include "bench/report.h"
+#include "common/report.h"
 #include "ruvllm/llm.h"
 #include "ruvllm/pipeline.h"
 

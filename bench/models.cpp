@@ -9,7 +9,7 @@
 
 #include "bench.h"
 #include "reference.h"
-#include "report.h"
+#include "common/report.h"
 #include "ruvllm/llm.h"
 
 namespace ruvllm::bench {

@@ -13,7 +13,7 @@
 #include <unordered_map>
 
 #include "bench/bench.h"
-#include "bench/report.h"
+#include "common/report.h"
 #include "ruvllm/attention.h"
 #include "ruvllm/embed.h"
 #include "ruvllm/memory.h"

@@ -9,7 +9,7 @@
 #include <memory>
 
 #include "bench/bench.h"
-#include "bench/report.h"
+#include "common/report.h"
 #include "ruvllm/embed.h"
 #include "ruvllm/pipeline.h"
 #include "ruvllm/router.h"

@@ -97,6 +97,12 @@ struct Filter {  // all set conditions must hold
 
 enum class SearchMode { dense, lexical, hybrid };
 enum class Fusion { rrf, weighted };
+// One spelling each, everywhere (configuration, HTTP, CLI): "dense", "lexical", "hybrid"; "rrf",
+// "weighted". parse_* throws Error naming the accepted words.
+std::string_view to_string(SearchMode mode);
+SearchMode parse_search_mode(std::string_view name);
+std::string_view to_string(Fusion fusion);
+Fusion parse_fusion(std::string_view name);
 
 struct SearchQuery {
   std::string text;           // lexical query; also embedded when `vector` is empty

@@ -1,10 +1,37 @@
-#include <cstdio>
-#include <exception>
+#include <unistd.h>
 
-#include "bench/bench.h"
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <string_view>
+#include <vector>
+
 #include "commands.h"
 
+namespace {
+
+// `ruvllm bench ...` runs the benchmarks' own program, ruvllm-bench, from this program's folder:
+// the product binary carries none of their code.
+[[noreturn]] void run_bench(int argc, char** argv) {
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const std::string bench = (ec ? std::filesystem::path(argv[0]) : self).parent_path() / "ruvllm-bench";
+  std::vector<char*> args{const_cast<char*>(bench.c_str())};
+  for (int i = 2; i < argc; ++i) args.push_back(argv[i]);
+  args.push_back(nullptr);
+  execv(bench.c_str(), args.data());
+  std::fprintf(stderr,
+               "ruvllm: error: cannot run %s (%s); build it with `cmake --build <tree> --target ruvllm-bench`\n",
+               bench.c_str(), std::strerror(errno));
+  std::exit(1);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "bench") run_bench(argc, argv);
   CLI::App app{"ruvllm: a self-learning LLM runtime on llama.cpp (LFM2 first)"};
   app.require_subcommand(1);
   app.fallthrough();
@@ -14,7 +41,9 @@ int main(int argc, char** argv) {
   ruvllm::cli::add_attention_commands(app);
   ruvllm::cli::add_router_commands(app);
   ruvllm::cli::add_pipeline_commands(app);
-  ruvllm::bench::add_bench_commands(app);
+  // Listed in --help; run_bench takes it before parsing.
+  app.add_subcommand("bench", "Benchmarks (runs ruvllm-bench beside this program): ruvllm bench --help")
+      ->allow_extras();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

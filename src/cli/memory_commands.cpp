@@ -158,18 +158,8 @@ void add_memory_commands(CLI::App& app) {
   search->add_flag("--json", sopt->json, "Print JSON");
   search->callback([so, sopt] {
     auto& q = sopt->query;
-    if (sopt->mode == "dense") {
-      q.mode = memory::SearchMode::dense;
-    } else if (sopt->mode == "lexical") {
-      q.mode = memory::SearchMode::lexical;
-    } else if (sopt->mode != "hybrid") {
-      throw memory::Error("--mode must be dense, lexical or hybrid");
-    }
-    if (sopt->fusion == "weighted") {
-      q.fusion = memory::Fusion::weighted;
-    } else if (sopt->fusion != "rrf") {
-      throw memory::Error("--fusion must be rrf or weighted");
-    }
+    q.mode = memory::parse_search_mode(sopt->mode);
+    q.fusion = memory::parse_fusion(sopt->fusion);
     for (const auto& t : sopt->types) q.filter.types.push_back(memory::parse_node_type(t));
     auto m = open_memory(*so);
     const auto r = m->search(q);

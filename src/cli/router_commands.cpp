@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "bench/report.h"
 #include "commands.h"
+#include "common/report.h"
 #include "progress.h"
 #include "questions.h"
 #include "router_data.h"
@@ -233,7 +233,7 @@ void eval(const EvalOptions& o) {
   }
   std::string name = std::filesystem::path(o.data.data).filename().string();
   if (name.empty()) name = std::filesystem::path(o.data.data).parent_path().filename().string();
-  bench::write_report(o.out, "router-" + name, json, md);
+  common::write_report(o.out, "router-" + name, json, md);
 }
 
 struct EvidenceOptions {

@@ -160,7 +160,7 @@ bool Memory::unlink(std::string_view edge_id) {
 std::vector<Edge> Memory::edges(std::string_view node_id, Direction direction, std::string_view rel) const {
   Impl::Reader reader(*impl_);
   const auto key = impl_->key_of(*reader, node_id);
-  if (!key) throw Error("unknown node " + std::string(node_id));
+  if (!key) throw Error(ErrorCode::not_found, "unknown node " + std::string(node_id));
   std::vector<Edge> out;
   const auto run = [&](std::string_view column) {
     Statement s(*reader, std::string(kEdgeSelect) + "WHERE e." + std::string(column) + " = ?" +
@@ -180,7 +180,7 @@ void Memory::set_weight(std::string_view edge_id, float weight) {
   Statement s(*impl_->writer, "UPDATE edges SET weight = ? WHERE id = ? RETURNING src, dst");
   s.bind(1, static_cast<double>(weight)).bind(2, edge_id);
   auto ends = touched_ends(s);
-  if (ends.empty()) throw Error("unknown edge " + std::string(edge_id));
+  if (ends.empty()) throw Error(ErrorCode::not_found, "unknown edge " + std::string(edge_id));
   impl_->refresh_adjacency(*impl_->writer, std::move(ends));
 }
 

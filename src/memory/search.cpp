@@ -91,8 +91,8 @@ std::vector<float> Memory::Impl::query_vector(const SearchQuery& query, SearchRe
   const auto t0 = std::chrono::steady_clock::now();
   try {
     result.query_embedding = params.embedder->embed(query.text);
-  } catch (const embed::Error& e) {
-    throw Error(std::string("query text: ") + e.what());
+  } catch (const Error& e) {
+    throw e.prefixed("query text: ");
   }
   result.embed_us = micros_since(t0);
   return result.query_embedding.vector;
@@ -255,6 +255,29 @@ SearchResult Memory::search(const SearchQuery& query) const {
   impl_->name_hits(fused, lexical.ids, result.hits);
   result.fuse_us = micros_since(t0);
   return result;
+}
+
+std::string_view to_string(SearchMode mode) {
+  switch (mode) {
+    case SearchMode::dense: return "dense";
+    case SearchMode::lexical: return "lexical";
+    case SearchMode::hybrid: return "hybrid";
+  }
+  return "hybrid";
+}
+
+SearchMode parse_search_mode(std::string_view name) {
+  for (auto mode : {SearchMode::dense, SearchMode::lexical, SearchMode::hybrid})
+    if (name == to_string(mode)) return mode;
+  throw Error("search mode '" + std::string(name) + "' is not dense, lexical or hybrid");
+}
+
+std::string_view to_string(Fusion fusion) { return fusion == Fusion::rrf ? "rrf" : "weighted"; }
+
+Fusion parse_fusion(std::string_view name) {
+  if (name == "rrf") return Fusion::rrf;
+  if (name == "weighted") return Fusion::weighted;
+  throw Error("fusion '" + std::string(name) + "' is not rrf or weighted");
 }
 
 }  // namespace ruvllm::memory

@@ -53,11 +53,7 @@ struct KeyMeta {
 };
 
 // Text that reaches the store is UTF-8; `what` names the field in the error.
-inline void require_utf8(std::string_view text, std::string_view what) {
-  if (auto at = common::first_invalid_utf8(text)) {
-    throw Error(std::string(what) + " is not valid UTF-8 (byte " + std::to_string(*at) + ")");
-  }
-}
+using common::require_utf8;
 
 // A stored vector as floats (f32 in the machine's byte order, as write.cpp's as_bytes writes it).
 inline std::vector<float> to_floats(std::span<const std::byte> blob) {

@@ -80,8 +80,8 @@ void Memory::Impl::prepare(Node& n) const {
     if (params.embedder) {
       try {
         n.vector = params.embedder->embed(n.text).vector;  // may stay empty: no known word
-      } catch (const embed::Error& e) {
-        throw Error(std::string("node text: ") + e.what());
+      } catch (const Error& e) {
+        throw e.prefixed("node text: ");
       }
     }
   } else {
@@ -114,7 +114,7 @@ uint64_t Memory::Impl::insert_node(Db& db, Node& n, Pending& pending) {
   try {
     s.run();
   } catch (const Error& e) {
-    if (std::string(e.what()).find("UNIQUE") != std::string::npos) throw Error("node id " + n.id + " already exists");
+    if (e.code() == ErrorCode::conflict) throw Error(ErrorCode::conflict, "node id " + n.id + " already exists");
     throw;
   }
   const auto key = static_cast<uint64_t>(db.last_insert_rowid());
@@ -149,8 +149,7 @@ std::string Memory::Impl::upsert_edge(Db& db, Edge& edge, std::vector<uint64_t>&
     if (s.step()) edge.id = s.text(0);
     s.reset();
   } catch (const Error& e) {
-    if (std::string(e.what()).find("UNIQUE") != std::string::npos)
-      throw Error("edge id " + edge.id + " already exists");
+    if (e.code() == ErrorCode::conflict) throw Error(ErrorCode::conflict, "edge id " + edge.id + " already exists");
     throw;
   }
   edge_ends.push_back(*src);
@@ -233,7 +232,8 @@ std::vector<std::string> Memory::add_batch(std::vector<Node> nodes, std::vector<
     try {
       impl_->prepare(nodes[i]);
     } catch (const Error& e) {
-      throw Error(nodes.size() > 1 ? "node " + std::to_string(i) + ": " + e.what() : e.what());
+      if (nodes.size() > 1) throw e.prefixed("node " + std::to_string(i) + ": ");
+      throw;
     }
   }
   impl_->change(
@@ -273,7 +273,7 @@ std::string Memory::supersede(std::string_view id, Node replacement, int64_t val
   impl_->change(
       [&](Db& db, Impl::Pending& pending) {
         const auto key = impl_->key_of(db, id);
-        if (!key) throw Error("supersede: unknown node " + std::string(id));
+        if (!key) throw Error(ErrorCode::not_found, "supersede: unknown node " + std::string(id));
         old_key = *key;
         Statement from(db, "SELECT valid_from FROM nodes WHERE key = ?");
         from.bind(1, static_cast<int64_t>(old_key));

@@ -120,14 +120,11 @@ const std::vector<Key>& keys() {
       {"retrieval.mode",
        [](Config& c, const toml::node& n) -> std::string {
          auto v = as<std::string>(n);
-         if (v == "dense")
-           c.retrieve.mode = memory::SearchMode::dense;
-         else if (v == "lexical")
-           c.retrieve.mode = memory::SearchMode::lexical;
-         else if (v == "hybrid")
-           c.retrieve.mode = memory::SearchMode::hybrid;
-         else
+         try {
+           c.retrieve.mode = memory::parse_search_mode(v.value_or(""));
+         } catch (const Error&) {
            return "must be \"dense\", \"lexical\" or \"hybrid\"";
+         }
          return "";
        }},
       real_key("retrieval.dense_weight", FIELD(c.retrieve.dense_weight), 0, 1),

@@ -209,6 +209,8 @@ struct Server::Impl {
   static json usage(const pipeline::Response& r);
   static int64_t unix_now();
   void chat(const httplib::Request& req, httplib::Response& res);
+  void stream_chat(const httplib::Request& req, httplib::Response& res, pipeline::Request r);
+  std::string sse_event(const SseStream::Event& ev, const std::string& id, int64_t created, bool& first);
   pipeline::Response run_pipeline(pipeline::Request r);
   void query(const httplib::Request& req, httplib::Response& res);
   void generate(const httplib::Request& req, httplib::Response& res);

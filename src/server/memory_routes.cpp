@@ -130,15 +130,11 @@ void Server::Impl::search(const httplib::Request& req, httplib::Response& res) {
   q.text = get_string(b, "query", true);
   if (q.text.empty()) throw HttpError(400, "'query' must not be empty", "query");
   q.k = static_cast<std::size_t>(get_integer(b, "k", 1, 1000).value_or(10));
-  const std::string mode = get_string(b, "mode", false, "hybrid");
-  if (mode == "dense")
-    q.mode = memory::SearchMode::dense;
-  else if (mode == "lexical")
-    q.mode = memory::SearchMode::lexical;
-  else if (mode == "hybrid")
-    q.mode = memory::SearchMode::hybrid;
-  else
-    throw HttpError(400, "'mode' must be dense, lexical or hybrid", "mode");
+  try {
+    q.mode = memory::parse_search_mode(get_string(b, "mode", false, "hybrid"));
+  } catch (const Error& e) {
+    throw http_error(e, "mode");
+  }
   const auto result = memory_call([&] { return pipe.memory().search(q); });
   json hits = json::array();
   for (const auto& h : result.hits) {

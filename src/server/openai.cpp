@@ -153,29 +153,29 @@ int64_t Server::Impl::unix_now() {
 void Server::Impl::chat(const httplib::Request& req, httplib::Response& res) {
   const json b = parse_body(req);
   pipeline::Request r = chat_request(b);
-  const bool streaming = get_bool(b, "stream", false);
-  if (!streaming) {
-    Ticket ticket(*this, req, true);
-    r.cancel = ticket.token();
-    const pipeline::Response out = run_pipeline(std::move(r));
-    json body = {{"id", "chatcmpl-" + out.request_id},
-                 {"object", "chat.completion"},
-                 {"created", unix_now()},
-                 {"model", out.model},
-                 {"choices",
-                  {{{"index", 0},
-                    {"message", {{"role", "assistant"}, {"content", out.answer}}},
-                    {"logprobs", nullptr},
-                    {"finish_reason", llm::to_string(out.finish)}}}},
-                 {"usage", usage(out)},
-                 {"ruvllm", route_json(out)}};
-    send_json(res, 200, body);
-    return;
-  }
-  // SSE. The pipeline runs on its own thread and hands events over a queue. The handler waits for
-  // the first event: an error before it (bad request, prompt longer than the context) is still
-  // an ordinary JSON error with its status; after it, errors travel as events. A failed write
-  // (the client went away) cancels generation at the next token.
+  if (get_bool(b, "stream", false)) return stream_chat(req, res, std::move(r));
+  Ticket ticket(*this, req, true);
+  r.cancel = ticket.token();
+  const pipeline::Response out = run_pipeline(std::move(r));
+  json body = {{"id", "chatcmpl-" + out.request_id},
+               {"object", "chat.completion"},
+               {"created", unix_now()},
+               {"model", out.model},
+               {"choices",
+                {{{"index", 0},
+                  {"message", {{"role", "assistant"}, {"content", out.answer}}},
+                  {"logprobs", nullptr},
+                  {"finish_reason", llm::to_string(out.finish)}}}},
+               {"usage", usage(out)},
+               {"ruvllm", route_json(out)}};
+  send_json(res, 200, body);
+}
+
+// SSE. The pipeline runs on its own thread and hands events over a queue. The handler waits for
+// the first event: an error before it (bad request, prompt longer than the context) is still an
+// ordinary JSON error with its status; after it, errors travel as events. A failed write (the
+// client went away) cancels generation at the next token.
+void Server::Impl::stream_chat(const httplib::Request& req, httplib::Response& res, pipeline::Request r) {
   auto stream = std::make_shared<SseStream>();
   stream->ticket = std::make_unique<Ticket>(*this, req, false);
   r.cancel = stream->ticket->token();
@@ -199,35 +199,7 @@ void Server::Impl::chat(const httplib::Request& req, httplib::Response& res) {
     const int64_t created = unix_now();
     bool first = true;
     for (SseStream::Event ev; stream->next(ev);) {
-      json c;
-      std::string line;
-      if (ev.kind == SseStream::Event::Kind::text) {
-        json delta = {{"content", ev.text}};
-        if (first) delta["role"] = "assistant";
-        first = false;
-        c = {{"id", id},
-             {"object", "chat.completion.chunk"},
-             {"created", created},
-             {"model", ev.model},
-             {"choices", {{{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", nullptr}}}}};
-        line = "data: " + c.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
-      } else if (ev.kind == SseStream::Event::Kind::done) {
-        const pipeline::Response& out = *ev.response;
-        c = {{"id", id},
-             {"object", "chat.completion.chunk"},
-             {"created", created},
-             {"model", out.model},
-             {"choices",
-              {{{"index", 0},
-                {"delta", json::object()},
-                {"logprobs", nullptr},
-                {"finish_reason", llm::to_string(out.finish)}}}},
-             {"usage", usage(out)},
-             {"ruvllm", route_json(out)}};
-        line = "data: " + c.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\ndata: [DONE]\n\n";
-      } else {
-        line = "data: " + error_body(ev.error->status, ev.error->what()).dump() + "\n\ndata: [DONE]\n\n";
-      }
+      const std::string line = sse_event(ev, id, created, first);
       if (!sink.write(line.data(), line.size())) {
         stream->ticket->cancel();  // the client is gone: stop generating
         stream->drain();
@@ -239,6 +211,38 @@ void Server::Impl::chat(const httplib::Request& req, httplib::Response& res) {
     return true;
   });
   res.status = 200;
+}
+
+// One event as OpenAI's chunks: a text delta (the first with the role), the last chunk with the
+// finish reason, usage and ruvllm's trace, or an error; the last two end the stream.
+std::string Server::Impl::sse_event(const SseStream::Event& ev, const std::string& id, int64_t created, bool& first) {
+  auto data = [](const json& c) { return "data: " + c.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n"; };
+  if (ev.kind == SseStream::Event::Kind::text) {
+    json delta = {{"content", ev.text}};
+    if (first) delta["role"] = "assistant";
+    first = false;
+    return data({{"id", id},
+                 {"object", "chat.completion.chunk"},
+                 {"created", created},
+                 {"model", ev.model},
+                 {"choices", {{{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", nullptr}}}}});
+  }
+  if (ev.kind == SseStream::Event::Kind::done) {
+    const pipeline::Response& out = *ev.response;
+    return data({{"id", id},
+                 {"object", "chat.completion.chunk"},
+                 {"created", created},
+                 {"model", out.model},
+                 {"choices",
+                  {{{"index", 0},
+                    {"delta", json::object()},
+                    {"logprobs", nullptr},
+                    {"finish_reason", llm::to_string(out.finish)}}}},
+                 {"usage", usage(out)},
+                 {"ruvllm", route_json(out)}}) +
+           "data: [DONE]\n\n";
+  }
+  return "data: " + error_body(ev.error->status, ev.error->what()).dump() + "\n\ndata: [DONE]\n\n";
 }
 
 pipeline::Response Server::Impl::run_pipeline(pipeline::Request r) {

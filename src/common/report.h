@@ -1,4 +1,5 @@
-// Shared pieces of every benchmark: summary statistics, the machine description, output files.
+// What every measurement report shares (the benchmarks, `router eval`): summary statistics, the
+// machine description, the JSON + markdown output files.
 #pragma once
 
 #include <cstdint>
@@ -6,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace ruvllm::bench {
+namespace ruvllm::common {
 
 struct Summary {
   double mean = 0, stddev = 0, p50 = 0, p99 = 0, min = 0, max = 0;
@@ -27,4 +28,4 @@ bool reset_peak_rss();
 void write_report(const std::string& dir, const std::string& name, const nlohmann::json& json,
                   const std::string& markdown);
 
-}  // namespace ruvllm::bench
+}  // namespace ruvllm::common

@@ -1,4 +1,4 @@
-#include "report.h"
+#include "common/report.h"
 
 #include <llama.h>
 #include <sys/utsname.h>
@@ -17,7 +17,7 @@
 #define RUVLLM_LLAMA_COMMIT "unknown"
 #endif
 
-namespace ruvllm::bench {
+namespace ruvllm::common {
 namespace {
 
 std::string proc_field(const std::string& file, const std::string& key) {
@@ -100,4 +100,4 @@ void write_report(const std::string& dir, const std::string& name, const nlohman
   std::fprintf(stderr, "wrote %s.json and %s.md\n", base.c_str(), base.c_str());
 }
 
-}  // namespace ruvllm::bench
+}  // namespace ruvllm::common
