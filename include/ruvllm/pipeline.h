@@ -109,7 +109,7 @@ struct Config {
   std::string memory_path;               // "" = data_dir/memory.sqlite
   std::string word_vectors;              // "" = the default GloVe table
   // A smaller subgraph than the graph benchmark's 256 nodes / 64 edges per node: expansion costs
-  // 2 ms instead of 15 on FOLDOC (README, `bench e2e --stages-only`), and 8 context blocks are chosen.
+  // 2 ms instead of 15 on FOLDOC (docs/measured.md, `bench e2e --stages-only`), and 8 context blocks are chosen.
   RetrieveParams retrieve = [] {
     RetrieveParams r;
     r.expand.max_nodes = 64;
