@@ -2,9 +2,11 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -16,16 +18,20 @@ namespace {
 // the product binary carries none of their code.
 [[noreturn]] void run_bench(int argc, char** argv) {
   std::error_code ec;
-  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  const std::string bench = (ec ? std::filesystem::path(argv[0]) : self).parent_path() / "ruvllm-bench";
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) self = std::filesystem::absolute(argv[0], ec);  // argv[0] as run: a path, or a name found on PATH
+  const std::string bench = (self.has_parent_path() ? self.parent_path() / "ruvllm-bench" : "ruvllm-bench").string();
   std::vector<char*> args{const_cast<char*>(bench.c_str())};
   for (int i = 2; i < argc; ++i) args.push_back(argv[i]);
   args.push_back(nullptr);
-  execv(bench.c_str(), args.data());
+  if (bench.find('/') != std::string::npos)
+    execv(bench.c_str(), args.data());
+  else
+    execvp(bench.c_str(), args.data());
   std::fprintf(stderr,
                "ruvllm: error: cannot run %s (%s); build it with `cmake --build <tree> --target ruvllm-bench`\n",
                bench.c_str(), std::strerror(errno));
-  std::exit(1);
+  std::exit(127);  // as a shell says of a command it cannot find
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // baseline.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <vector>

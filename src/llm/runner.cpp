@@ -137,7 +137,7 @@ std::future<GenerateResult> Runner::submit(GenerateRequest request) {
   auto future = job->promise.get_future();
   {
     std::lock_guard lock(mutex_);
-    if (stopping_) throw Error("model '" + model_->spec().name + "' is being unloaded");
+    if (stopping_) throw Error(ErrorCode::unavailable, "model '" + model_->spec().name + "' is being unloaded");
     queue_.push_back(std::move(job));
   }
   wake_.notify_one();
@@ -205,14 +205,20 @@ bool Runner::turn(uint64_t& tick) {
       queue_.pop_front();
     }
   }
+  // Each popped job is answered here, one way or the other: dropped unanswered, its caller would
+  // see a broken promise instead of the error.
   for (auto& job : cancelled) {
-    GenerateResult result;
-    result.model = model_->spec().name;
-    result.finish = Finish::cancelled;
-    result.prompt_tokens = static_cast<int>(job->tokens.size());
-    result.generated_weights = model_->info().generated_weights;
-    result.timings.queued = result.timings.total = micros(Clock::now() - job->submitted);
-    job->promise.set_value(std::move(result));
+    try {
+      GenerateResult result;
+      result.model = model_->spec().name;
+      result.finish = Finish::cancelled;
+      result.prompt_tokens = static_cast<int>(job->tokens.size());
+      result.generated_weights = model_->info().generated_weights;
+      result.timings.queued = result.timings.total = micros(Clock::now() - job->submitted);
+      job->promise.set_value(std::move(result));
+    } catch (...) {
+      job->promise.set_exception(std::current_exception());
+    }
   }
   for (auto& job : admitted) {
     const Job* const submitted = job.get();
@@ -345,8 +351,9 @@ bool Runner::step() {
     rc = llama_decode(ctx_.get(), batch.get());
   }
   if (rc != 0) {
-    const auto error = std::make_exception_ptr(
-        Error("llama_decode failed with code " + std::to_string(rc) + " for model '" + model_->spec().name + "'"));
+    const auto error =
+        std::make_exception_ptr(Error(ErrorCode::internal, "llama_decode failed with code " + std::to_string(rc) +
+                                                               " for model '" + model_->spec().name + "'"));
     for (std::size_t i = 0; i < slots_.size(); ++i) {
       if (fed[i] > 0) fail(slots_[i], error);
     }
@@ -463,10 +470,7 @@ void Runner::finish(Slot& slot, Finish reason) {
 }
 
 void Runner::fail(Slot& slot, const std::exception_ptr& error) {
-  try {
-    slot.active->job->promise.set_exception(error);
-  } catch (const std::future_error&) {  // already answered (a failure after finish set its value)
-  }
+  slot.active->job->promise.set_exception(error);
   slot.active.reset();
   clear(slot);  // the sequence state is unknown after a failure
 }

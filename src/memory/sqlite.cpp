@@ -13,8 +13,8 @@ ErrorCode code_of(int rc) {
                                                                                     : ErrorCode::invalid_argument;
     case SQLITE_BUSY:
     case SQLITE_LOCKED: return ErrorCode::unavailable;
-    case SQLITE_FULL:
-    case SQLITE_NOMEM: return ErrorCode::resource_exhausted;
+    case SQLITE_NOMEM: return ErrorCode::internal;
+    case SQLITE_FULL:  // a full disk is the operator's to fix, not a rate a client should retry at
     case SQLITE_IOERR:
     case SQLITE_CANTOPEN:
     case SQLITE_READONLY:

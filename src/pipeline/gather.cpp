@@ -63,7 +63,8 @@ Candidates gather(const memory::Memory& memory, const Retrieved& r, const std::v
     case router::Retrieval::hybrid_graph: {
       // Best first, ties in subgraph order: the order build_context's stable sort gives the whole
       // list, so the first `offered` are read exactly as they would be there.
-      if (scores.size() != r.subgraph.nodes.size()) throw Error("gather: one score per subgraph node expected");
+      if (scores.size() != r.subgraph.nodes.size())
+        throw Error(ErrorCode::internal, "gather: one score per subgraph node expected");
       std::vector<std::size_t> order(scores.size());
       std::iota(order.begin(), order.end(), 0);
       std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return scores[a] > scores[b]; });

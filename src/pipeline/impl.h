@@ -94,7 +94,7 @@ struct Pipeline::Impl {
   std::vector<std::string> map_router_models(const router::Router& r) const;
   void write_log(const nlohmann::json& row);
 
-  // ---- the stages (stages.cpp), in the order the flows run them ----
+  // ---- the stages (stages.cpp), in the order the flows run them (Pipeline::run lists both) ----
   // A stage reads what the ones before it left in the state and adds its own part; each times itself.
   using Stage = void (Impl::*)(RequestState&);
   void validate(RequestState& st);           // the request's fields; a request id; max_tokens
@@ -111,15 +111,6 @@ struct Pipeline::Impl {
   void write_back(RequestState& st);         // a Q/A node with derived edges (when enabled)
   void store_in_cache(RequestState& st);     // total time; the answer into the response cache
   void log_request(RequestState& st);        // one JSONL row (request_log.cpp)
-
-  static constexpr Stage kRoutedFlow[] = {
-      &Impl::validate, &Impl::start_early_load, &Impl::search_and_expand, &Impl::attend,
-      &Impl::route,    &Impl::load_model,       &Impl::build_context,     &Impl::choose_sampling,
-      &Impl::answer,   &Impl::write_back,       &Impl::store_in_cache,    &Impl::log_request};
-  static constexpr Stage kNaiveFlow[] = {&Impl::validate,        &Impl::start_early_load, &Impl::embed_query,
-                                         &Impl::dense_search,    &Impl::load_model,       &Impl::build_context,
-                                         &Impl::choose_sampling, &Impl::answer,           &Impl::write_back,
-                                         &Impl::store_in_cache,  &Impl::log_request};
 };
 
 }  // namespace ruvllm::pipeline

@@ -234,7 +234,10 @@ bool Pipeline::unlink(std::string_view edge_id) {
 }
 
 memory::IngestReport Pipeline::ingest(const std::vector<std::string>& paths, const memory::IngestParams& params) {
-  return memory::ingest(*impl_->memory, paths, params);
+  memory::IngestReport report = memory::ingest(*impl_->memory, paths, params);
+  // Its edges (same topic, mentions, near duplicates) reach nodes that cached answers used.
+  if (report.chunks > 0) impl_->cache.clear();
+  return report;
 }
 
 void Pipeline::invalidate(const std::vector<std::string>& node_ids) { impl_->cache.invalidate(node_ids); }
@@ -285,8 +288,7 @@ Response Pipeline::run(Request req) {
                                         &I::load_model, &I::build_context,    &I::choose_sampling, &I::answer,
                                         &I::write_back, &I::store_in_cache,   &I::log_request};
   Impl& s = *impl_;
-  RequestState st;  // starts the request's clock
-  st.req = std::move(req);
+  const auto t0 = common::Clock::now();
   {
     std::lock_guard lock(s.flight_mutex);
     if (s.closed) throw Error(ErrorCode::unavailable, "the pipeline is shutting down");
@@ -299,6 +301,11 @@ Response Pipeline::run(Request req) {
       if (--s.in_flight == 0) s.flight_done.notify_all();
     }
   } leave{s};
+  // After `leave`, so destroyed before it: a model still loading for a request that failed
+  // (the state's early_load future waits for it) is done before shutdown() may free the engine.
+  RequestState st;
+  st.t0 = t0;
+  st.req = std::move(req);
   const std::span<const I::Stage> flow =
       st.req.flow == Flow::naive ? std::span<const I::Stage>(kNaive) : std::span<const I::Stage>(kRouted);
   for (const I::Stage stage : flow) (s.*stage)(st);

@@ -93,7 +93,11 @@ void Pipeline::Impl::search_and_expand(RequestState& st) {
 
 void Pipeline::Impl::attend(RequestState& st) {
   const auto t = Clock::now();
-  st.scores = scorer->score(st.retrieved.graph);
+  try {
+    st.scores = scorer->score(st.retrieved.graph);
+  } catch (const Error& e) {  // the pipeline built this input: a refusal is its bug, or a config mismatch
+    throw Error(ErrorCode::internal, std::string("attend: ") + e.what());
+  }
   st.out.attention_entropy = st.scores.entropy;
   st.out.times.attend = micros_since(t);
   st.out.decision.retrieval = router::Retrieval::hybrid_graph;

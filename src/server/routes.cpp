@@ -47,14 +47,16 @@ void Server::Impl::add_routes() {
     routes.emplace_back(std::regex(r.pattern), r.method);
     httplib::Server::Handler h = [this, r](const httplib::Request& req, httplib::Response& res) {
       if (!r.endpoint) return (this->*r.handler)(req, res);
+      auto answer = [&res](const HttpError& e) {
+        send_json(res, e.status, error_body(e.status, e.what(), e.param, e.code));
+        if (e.status == 429 || e.status == 503) res.set_header("Retry-After", "1");
+      };
       try {
         (this->*r.handler)(req, res);
       } catch (const HttpError& e) {
-        send_json(res, e.status, error_body(e.status, e.what(), e.param, e.code));
-        if (e.status == 429 || e.status == 503) res.set_header("Retry-After", "1");
+        answer(e);
       } catch (const Error& e) {  // a room's error the handler did not translate: the one table
-        const HttpError he = http_error(e);
-        send_json(res, he.status, error_body(he.status, he.what()));
+        answer(http_error(e));
       } catch (const std::exception& e) {
         send_json(res, 500, error_body(500, std::string("internal error: ") + e.what()));
       } catch (...) {

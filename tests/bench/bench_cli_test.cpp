@@ -2,6 +2,13 @@
 // exit codes, and the product binary carries none of their code.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
 #include "fixtures.h"
 
 namespace ruvllm {
@@ -21,6 +28,21 @@ TEST(BenchCli, RuvllmBenchDispatchesToTheBenchmarksProgram) {
   // The program's own help lists bench, so that it can be found.
   const auto top = test::run("--help");
   EXPECT_NE(top.out.find("bench"), std::string::npos) << top.out;
+}
+
+// Without ruvllm-bench beside it, `ruvllm bench` says what to build and exits 127, as a shell would.
+TEST(BenchCli, AMissingBenchmarksProgramIsAClearError) {
+  namespace fs = std::filesystem;
+  const fs::path dir = test::fresh_dir("bench-alone");
+  fs::copy_file(RUVLLM_BINARY, dir / "ruvllm");
+  const std::string cmd = (dir / "ruvllm").string() + " bench --help 2>&1";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, pipe.get())) out.append(buf, n);
+  const int status = pclose(pipe.release());
+  EXPECT_EQ(WEXITSTATUS(status), 127) << out;
+  EXPECT_NE(out.find("ruvllm-bench"), std::string::npos) << out;
 }
 
 }  // namespace

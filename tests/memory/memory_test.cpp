@@ -721,6 +721,16 @@ TEST(Memory, BadInputIsRejectedAndChangesNothing) {
   EXPECT_THROW(m.add(Node{.text = "deep meta", .vector = {1, 0, 0, 0}, .metadata = deep}), Error);
   EXPECT_THROW(m.add(Node{.text = "conf", .vector = {1, 0, 0, 0}, .confidence = 2}), Error);
   EXPECT_THROW(m.add(Node{.id = a, .text = "duplicate id", .vector = {1, 0, 0, 0}}), Error);
+  try {  // the code says whose move it is: SQLite's unique-key violation, not a search of its message
+    m.add(Node{.id = a, .text = "duplicate id", .vector = {1, 0, 0, 0}});
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::conflict) << e.what();
+  }
+  try {
+    m.add(Node{.text = "wrong dim", .vector = {1, 0, 0}});
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::invalid_argument) << e.what();
+  }
   // A batch with one bad node adds none of them.
   std::vector<Node> batch = {Node{.text = "fine", .vector = {0, 1, 0, 0}}, Node{.text = "bad", .vector = {1}}};
   EXPECT_THROW(m.add_batch(batch), Error);

@@ -849,6 +849,7 @@ TEST(Server, BadInputGetsTheRightStatusInOpenAIErrorShape) {
       {"body nested 66 levels", "POST", "/v1/memory/nodes",
        R"({"text": "x", "metadata": {"a": )" + just_deep_enough + "}}", 400},
       {"chat body nested 30,000 levels", "POST", "/v1/chat/completions", chat(R"(, "extra": )" + deep), 400},
+      {"memory node with an id in use", "POST", "/v1/memory/nodes", R"({"text": "x", "id": ")" + nid + "\"}", 409},
       {"memory node vector of wrong dimension", "POST", "/v1/memory/nodes", R"({"text": "x", "vector": [1, 2, 3]})",
        400},
       {"edge to an unknown node", "POST", "/v1/memory/edges",
