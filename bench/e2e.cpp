@@ -15,6 +15,7 @@
 
 #include "bench/bench.h"
 #include "common/report.h"
+#include "ruvllm/config.h"
 #include "ruvllm/llm.h"
 #include "ruvllm/pipeline.h"
 
@@ -177,7 +178,7 @@ json flow_summary(const Run& run) {
 }
 
 void run_e2e(const E2eOptions& o) {
-  pipeline::Config config = pipeline::load_config(o.config);
+  pipeline::Config config = config::load(o.config);
   config.request_log = "off";
   if (config.router_file.empty())
     std::fprintf(stderr, "note: router.file is empty: the routed flow sends everything to %s\n",

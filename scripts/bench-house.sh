@@ -48,4 +48,18 @@ for round in 1 2; do
     "$bin" bench retrieval --data "$data" --out "$out/$side-$round" >/dev/null
   done
 done
-echo "reports in $out" >&2
+# The stores the retrieval benchmark builds are inputs, not results.
+rm -f "$out"/*/*.sqlite "$out"/*/*.sqlite.usearch
+{
+  echo "# Before/after: $(basename "$out")"
+  echo
+  echo "\`scripts/bench-house.sh $1 $2 $3\` (before = $("$before" --version 2>/dev/null || echo "$1"), after = $("$after" --version 2>/dev/null || echo "$2"))."
+  echo
+  echo "## bench e2e --stages-only"
+  echo
+  node "$root/scripts/compare-reports.js" e2e-stages.md "$out"/{before-1,after-1,before-2,after-2}
+  echo "## bench retrieval"
+  echo
+  node "$root/scripts/compare-reports.js" retrieval.md "$out"/{before-1,after-1,before-2,after-2}
+} > "$out/README.md"
+echo "reports in $out, side by side in $out/README.md" >&2

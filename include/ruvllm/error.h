@@ -4,7 +4,7 @@
 // The code says whose move it is. invalid_argument, not_found and conflict are the caller's (fix the
 // request); resource_exhausted is "later, or less"; unavailable, io, corrupt and internal are the
 // operator's (a model that does not load, a disk that fails, a damaged file, a bug). The server
-// maps codes to HTTP statuses through one table (src/server/errors.cpp); the CLI prints the message
+// maps codes to HTTP statuses through one table (http_status in src/server/http.cpp); the CLI prints the message
 // and exits non-zero.
 #pragma once
 
@@ -15,10 +15,11 @@
 namespace ruvllm {
 
 enum class ErrorCode {
-  invalid_argument,    // bad input or configuration: the message names the field and the rule
+  invalid_argument,    // bad input or configuration (a prompt longer than the context too): the
+                       // message names the field and the rule
   not_found,           // a named node, edge, model, request id or file does not exist
   conflict,            // it exists already (a node id), or another writer got there first
-  resource_exhausted,  // a limit: the queue is full, the prompt does not fit the context
+  resource_exhausted,  // a limit of the moment: the queue is full, try later
   unavailable,         // not now: shutting down, a database locked, a model that failed to load
   io,                  // the file system failed: read, write, rename, disk full
   corrupt,             // stored data is damaged: a store, index, model or router file

@@ -179,7 +179,15 @@ class Engine {
 };
 
 // Reads a model ladder from a TOML file: [[model]] tables with name, path, size_class,
-// relative_cost, tier. Relative paths resolve against the file's folder.
+// relative_cost, tier (default: the table's position). Relative paths resolve against the file's
+// folder; names are unique and not "auto" (which means "let the router choose").
+struct LadderIssue {
+  std::string key;  // "model[1].path"; "" for the file as a whole (syntax)
+  std::string message;
+};
+// Every problem goes to `issues`; the models read are returned either way.
+std::vector<ModelSpec> read_ladder(const std::string& toml_path, std::vector<LadderIssue>& issues);
+// Throws Error (invalid_argument) listing every problem.
 std::vector<ModelSpec> read_ladder(const std::string& toml_path);
 
 // ---- model tools --------------------------------------------------------------------------------

@@ -54,6 +54,11 @@ struct Edge {
   float confidence = 1.0f;          // [0, 1]
 };
 
+// A node or an edge as one JSON object, the shape of /v1/memory/... and `ruvllm memory get`:
+// metadata as an object, valid_from / valid_to null while open, the vector only when asked for.
+std::string to_json(const Node& node, bool with_vector = false);
+std::string to_json(const Edge& edge);
+
 enum class Metric { cosine, inner_product, l2 };
 enum class Storage { f32, f16, i8 };  // how the index stores vectors (the store keeps f32)
 

@@ -1,8 +1,8 @@
 // ruvllm/pipeline.h — the orchestrator: one request through embed → retrieve → attend → route →
 // build context → generate → write back, every stage timed, one JSONL row per request.
 //
-// Configuration is one TOML file (docs/config.md lists every key with its default); the Pipeline
-// owns the engine, the memory, the router and the request log that the file names. The server and
+// Configuration is a Config, usually read from ruvllm.toml by ruvllm/config.h; the Pipeline owns
+// the engine, the memory, the router and the request log that the file names. The server and
 // the CLI translate to and from Request / Response, read the memory, the models and the embedder
 // through it, and write memory only through its methods, which keep the response cache in step.
 #pragma once
@@ -83,17 +83,6 @@ router::QuerySignals query_signals(const embed::Embedder& embedder, std::string 
 using ruvllm::Error;  // ruvllm/error.h: one type for every room, with a code
 using ruvllm::ErrorCode;
 
-struct ServerConfig {
-  std::string host = "127.0.0.1";
-  int port = 8080;
-  std::vector<std::string> api_keys;     // Bearer tokens; empty = no authentication
-  std::size_t max_body_bytes = 1 << 20;  // larger bodies: 413
-  int max_tokens = 1024;                 // per request; more: 400
-  double request_timeout_s = 300;        // generation is cancelled after this
-  std::size_t max_queue = 32;            // requests in flight; beyond: 429 with Retry-After
-  int threads = 8;                       // HTTP worker threads
-};
-
 struct Config {
   std::vector<llm::ModelSpec> models;  // [[model]] tables: the ladder, cheapest first
   std::string default_model;           // routing off, or the naive flow; "" = the last model
@@ -132,7 +121,6 @@ struct Config {
   std::string request_log;          // "" = data_dir/requests.jsonl; "off" = none
   bool writeback = false;           // query/answer nodes with `derived` edges (off until quality gating)
   std::size_t cache_entries = 256;  // response cache; 0 = off
-  ServerConfig server;
 };
 
 struct ConfigIssue {
@@ -140,14 +128,12 @@ struct ConfigIssue {
   std::string message;
 };
 
-// Reads `path` ("" = defaults only), then environment overrides RUVLLM_<SECTION>_<KEY> (for example
-// RUVLLM_SERVER_PORT=9000). Throws Error listing every issue, each with its key.
-Config load_config(const std::string& path);
-// Everything load_config would complain about, plus what only the disk can say (missing model,
-// router or attention files, router models not on the ladder). Empty = fine.
-std::vector<ConfigIssue> check_config(const std::string& path);
+// The keys whose default derives from others: memory_path and request_log under data_dir, the last
+// model as default_model. The configuration file's loader (ruvllm/config.h) and Pipeline() call it.
+void fill_derived_defaults(Config& config);
+// What only the disk can say about a configuration: missing or unreadable model, router or
+// attention files, router models not on the ladder, missing word vectors. Empty = fine.
 std::vector<ConfigIssue> check_config(const Config& config);
-std::string default_config_toml();  // every key with its default, commented
 
 // ---- one request ----------------------------------------------------------------------------------
 
@@ -209,8 +195,9 @@ class Pipeline {
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
 
-  // Thread-safe. Throws Error for bad input (empty or invalid UTF-8 query, unknown model, ...),
-  // llm::Error when generation fails. A cancelled request returns finish = cancelled.
+  // Thread-safe. Throws Error: invalid_argument for bad input (empty or invalid UTF-8 query,
+  // unknown model, a prompt the context cannot hold), unavailable when a model does not load or
+  // the pipeline is shut down, internal when generation fails. A cancelled request returns finish = cancelled.
   Response run(Request request);
   // Stores feedback for a logged request (feedback.jsonl). Throws Error for an unknown request id
   // or a score outside [0, 1].

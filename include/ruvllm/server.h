@@ -10,20 +10,33 @@
 //   GET  /metrics (Prometheus text), /health, /ready
 //
 // Errors use OpenAI's shape {"error": {"message", "type", "param", "code"}} with the matching status.
-// Limits (body size, tokens, time, requests in flight) and Bearer API keys come from ServerConfig.
+// Limits (body size, tokens, time, requests in flight) and Bearer API keys come from ServerConfig below.
 // A client that disconnects cancels its generation; stop() drains in-flight work first.
 #pragma once
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "ruvllm/pipeline.h"
 
 namespace ruvllm::server {
 
+struct ServerConfig {  // the [server] table of ruvllm.toml
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::vector<std::string> api_keys;     // Bearer tokens; empty = no authentication
+  std::size_t max_body_bytes = 1 << 20;  // larger bodies: 413
+  int max_tokens = 1024;                 // per request; more: 400
+  double request_timeout_s = 300;        // generation is cancelled after this
+  std::size_t max_queue = 32;            // requests in flight; beyond: 429 with Retry-After
+  int threads = 8;                       // HTTP worker threads
+};
+
 class Server {
  public:
   // The pipeline must outlive the server.
-  Server(pipeline::Pipeline& pipeline, pipeline::ServerConfig config);
+  Server(pipeline::Pipeline& pipeline, ServerConfig config);
   ~Server();  // stop()
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

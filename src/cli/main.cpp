@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "ruvllm_commit.h"
 
 namespace {
 
@@ -40,6 +41,8 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string_view(argv[1]) == "bench") run_bench(argc, argv);
   CLI::App app{"ruvllm: a self-learning LLM runtime on llama.cpp (LFM2 first)"};
   app.require_subcommand(1);
+  app.set_version_flag("--version",
+                       std::string("ruvllm ") + RUVLLM_COMMIT + " (llama.cpp " + RUVLLM_LLAMA_COMMIT + ")");
   app.fallthrough();
   ruvllm::cli::add_model_commands(app);
   ruvllm::cli::add_generate_command(app);

@@ -36,35 +36,8 @@ std::unique_ptr<memory::Memory> open_memory(const StoreOptions& o) {
 
 namespace {
 
-nlohmann::json to_json(const memory::Node& n) {
-  nlohmann::json j = {{"id", n.id},
-                      {"type", memory::to_string(n.type)},
-                      {"source", n.source},
-                      {"title", n.title},
-                      {"text", n.text},
-                      {"timestamp_ms", n.timestamp_ms},
-                      {"tags", n.tags},
-                      {"domain", n.domain},
-                      {"language", n.language},
-                      {"version", n.version},
-                      {"confidence", n.confidence},
-                      {"metadata", nlohmann::json::parse(n.metadata)}};
-  if (n.valid_from) j["valid_from"] = *n.valid_from;
-  if (n.valid_to) j["valid_to"] = *n.valid_to;
-  if (!n.vector.empty()) j["vector"] = n.vector;
-  return j;
-}
-
-nlohmann::json to_json(const memory::Edge& e) {
-  return {{"id", e.id},
-          {"src", e.src},
-          {"dst", e.dst},
-          {"rel", e.rel},
-          {"weight", e.weight},
-          {"timestamp_ms", e.timestamp_ms},
-          {"created_by", e.created_by},
-          {"confidence", e.confidence}};
-}
+nlohmann::json as_json(const memory::Node& n) { return nlohmann::json::parse(memory::to_json(n, true)); }
+nlohmann::json as_json(const memory::Edge& e) { return nlohmann::json::parse(memory::to_json(e)); }
 
 std::string snippet(const std::string& text, std::size_t max_bytes = 100) {
   std::string flat = text;  // one line per hit
@@ -172,7 +145,7 @@ void add_memory_commands(CLI::App& app) {
                         {"lexical_rank", h.lexical_rank},
                         {"similarity", h.similarity},
                         {"bm25", h.bm25},
-                        {"node", to_json(*m->get(h.id))}});
+                        {"node", as_json(*m->get(h.id))}});
       }
       std::printf(
           "%s\n",
@@ -212,9 +185,9 @@ void add_memory_commands(CLI::App& app) {
     auto m = open_memory(*so);
     const auto n = m->get(go->id, go->vector);
     if (!n) throw memory::Error("no node " + go->id);
-    nlohmann::json j = to_json(*n);
+    nlohmann::json j = as_json(*n);
     j["edges"] = nlohmann::json::array();
-    for (const auto& e : m->edges(go->id)) j["edges"].push_back(to_json(e));
+    for (const auto& e : m->edges(go->id)) j["edges"].push_back(as_json(e));
     std::printf("%s\n", j.dump(2).c_str());
   });
 

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "ruvllm/config.h"
 #include "ruvllm/pipeline.h"
 #include "ruvllm/server.h"
 
@@ -134,9 +135,9 @@ void add_pipeline_commands(CLI::App& app) {
   auto check_path = std::make_shared<std::string>();
   check->add_option("file", *check_path, "configuration file")->required();
   check->callback([check_path] {
-    const auto issues = pipeline::check_config(*check_path);
+    const auto issues = config::check(*check_path);
     if (issues.empty()) {
-      const auto c = pipeline::load_config(*check_path);
+      const auto c = config::load(*check_path);
       std::printf("%s: ok (%zu models, default %s, router %s, memory %s)\n", check_path->c_str(), c.models.size(),
                   c.default_model.c_str(), c.router_file.empty() ? "off" : c.router_file.c_str(),
                   c.memory_path.c_str());
@@ -147,7 +148,7 @@ void add_pipeline_commands(CLI::App& app) {
     throw CLI::RuntimeError(1);
   });
   auto* show = config->add_subcommand("show", "print every key with its default");
-  show->callback([] { std::fputs(pipeline::default_config_toml().c_str(), stdout); });
+  show->callback([] { std::fputs(config::defaults_toml().c_str(), stdout); });
 
   // ---- ask ------------------------------------------------------------------------------------
   auto* ask = app.add_subcommand("ask", "answer one question through the pipeline, with its trace");
@@ -157,7 +158,7 @@ void add_pipeline_commands(CLI::App& app) {
   add_pipeline_options(ask, *ao);
   ask->add_flag("--no-stream", ao->no_stream, "print the answer when it is complete");
   ask->callback([ao, question] {
-    pipeline::Pipeline p(one_request_at_a_time(pipeline::load_config(config_path(ao->config))));
+    pipeline::Pipeline p(one_request_at_a_time(config::load(config_path(ao->config))));
     ask_once(p, make_request(*ao, *question), !ao->no_stream);
   });
 
@@ -168,7 +169,7 @@ void add_pipeline_commands(CLI::App& app) {
   auto history_tokens = std::make_shared<int>(2048);
   chat->add_option("--history-tokens", *history_tokens, "earlier turns kept (oldest dropped first)");
   chat->callback([co, history_tokens] {
-    pipeline::Pipeline p(one_request_at_a_time(pipeline::load_config(config_path(co->config))));
+    pipeline::Pipeline p(one_request_at_a_time(config::load(config_path(co->config))));
     std::vector<llm::ChatMessage> history;
     std::string line;
     std::fprintf(stderr, "ruvllm chat: one question per line; /reset forgets the conversation, /quit or EOF ends\n");
@@ -222,7 +223,7 @@ void add_pipeline_commands(CLI::App& app) {
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-    pipeline::Config c = pipeline::load_config(config_path(so->config));
+    config::Settings c = config::load(config_path(so->config));
     if (*port >= 0) c.server.port = *port;
     if (!host->empty()) c.server.host = *host;
     pipeline::Pipeline p(c);

@@ -15,6 +15,7 @@
 #include "progress.h"
 #include "questions.h"
 #include "router_data.h"
+#include "ruvllm/config.h"
 #include "ruvllm/embed.h"
 #include "ruvllm/pipeline.h"
 #include "ruvllm/router.h"
@@ -245,7 +246,7 @@ void evidence(const EvidenceOptions& o) {
   const std::vector<int> bins = parse_bins(o.context_bins);
   auto questions = read_labelled_questions(o.questions);
   if (o.limit > 0 && questions.size() > o.limit) questions.resize(o.limit);
-  pipeline::Config config = pipeline::load_config(o.config);
+  pipeline::Config config = config::load(o.config);
   config.parallel = 1;  // tokenizing only
   config.request_log = "off";
   pipeline::Pipeline p(config);

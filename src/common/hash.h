@@ -6,6 +6,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 #include <string_view>
 
 namespace ruvllm::common {
@@ -20,5 +22,12 @@ inline uint64_t fnv1a(const void* data, std::size_t n, uint64_t h = kFnvOffset) 
 }
 
 inline uint64_t fnv1a(std::string_view s, uint64_t h = kFnvOffset) { return fnv1a(s.data(), s.size(), h); }
+
+// A 64-bit hash as 16 lowercase hex digits (log rows, cache keys).
+inline std::string hex64(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
 
 }  // namespace ruvllm::common

@@ -13,6 +13,8 @@
 #include <sstream>
 #include <thread>
 
+#include "ruvllm_commit.h"
+
 #ifndef RUVLLM_LLAMA_COMMIT
 #define RUVLLM_LLAMA_COMMIT "unknown"
 #endif
@@ -74,6 +76,7 @@ nlohmann::json machine_info() {
           {"hardware_threads", std::thread::hardware_concurrency()},
           {"memory", mem},
           {"kernel", std::string(u.sysname) + " " + u.release},
+          {"ruvllm_commit", RUVLLM_COMMIT},
           {"llama_cpp_commit", RUVLLM_LLAMA_COMMIT},
           {"llama_system_info", llama_print_system_info()},
           {"timestamp_utc", when}};
@@ -95,7 +98,17 @@ void write_report(const std::string& dir, const std::string& name, const nlohman
   std::filesystem::create_directories(dir);
   const auto base = std::filesystem::path(dir) / name;
   std::ofstream(base.string() + ".json") << json.dump(2) << "\n";
-  std::ofstream(base.string() + ".md") << markdown;
+  std::ofstream md(base.string() + ".md");
+  md << markdown;
+  // The file names the machine and the code that measured it (stdout has them in the JSON).
+  if (json.contains("machine") && json["machine"].is_object()) {
+    const auto& m = json["machine"];
+    const auto field = [&](const char* k) { return m.contains(k) ? m[k].dump() : std::string("?"); };
+    md << "\nMeasured " << field("timestamp_utc") << " on " << field("cpu") << " (" << field("hardware_threads")
+       << " hardware threads, " << field("memory") << "), ruvllm " << field("ruvllm_commit") << ", llama.cpp "
+       << field("llama_cpp_commit") << ".\n";
+  }
+  md.close();
   std::fputs(markdown.c_str(), stdout);
   std::fprintf(stderr, "wrote %s.json and %s.md\n", base.c_str(), base.c_str());
 }

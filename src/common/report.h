@@ -16,7 +16,7 @@ struct Summary {
 Summary summarize(std::vector<double> samples);
 nlohmann::json to_json(const Summary& s);
 
-// CPU, cores, memory, kernel, llama.cpp commit and its system info line.
+// CPU, cores, memory, kernel, ruvllm's and llama.cpp's commits, llama.cpp's system info line.
 nlohmann::json machine_info();
 
 // Peak resident set size of this process in bytes (VmHWM), and a reset of that peak so the next
@@ -24,7 +24,8 @@ nlohmann::json machine_info();
 uint64_t peak_rss_bytes();
 bool reset_peak_rss();
 
-// Writes `<dir>/<name>.json` and `<dir>/<name>.md`, and prints the markdown to stdout.
+// Writes `<dir>/<name>.json` and `<dir>/<name>.md` (ending with the machine and the commits when
+// the JSON has machine_info() under "machine"), and prints the markdown to stdout.
 void write_report(const std::string& dir, const std::string& name, const nlohmann::json& json,
                   const std::string& markdown);
 

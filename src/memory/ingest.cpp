@@ -17,6 +17,7 @@
 #include "common/hash.h"
 #include "common/json_depth.h"
 #include "common/utf8.h"
+#include "common/uuid.h"
 #include "ruvllm/memory.h"
 #include "text_match.h"
 
@@ -27,17 +28,12 @@ struct Document {
   std::string source_id, title, text, origin;  // origin: "file:line" for messages
 };
 
-// A UUID-shaped id derived from content (version nibble 8: "custom", RFC 9562), so that the same
-// document always gets the same node ids.
+// A UUID v8 derived from content (common/uuid.h), so that the same document always gets the same
+// node ids.
 std::string content_id(std::string_view a, std::string_view b, uint64_t salt) {
   const uint64_t hi = common::fnv1a(b, common::fnv1a(a, common::kFnvOffset ^ salt) ^ 0xff);
   const uint64_t lo = common::fnv1a(a, common::fnv1a(b, 0x84222325cbf29ce4ull ^ (salt * 0x9e3779b97f4a7c15ull)) ^ 0xfe);
-  char buf[37];
-  std::snprintf(buf, sizeof buf, "%08x-%04x-8%03x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
-                static_cast<unsigned>((hi >> 16) & 0xFFFF), static_cast<unsigned>(hi & 0xFFF),
-                static_cast<unsigned>(((lo >> 48) & 0x3FFF) | 0x8000),
-                static_cast<unsigned long long>(lo & 0xFFFFFFFFFFFFull));
-  return buf;
+  return common::uuid_v8(hi, lo);
 }
 
 std::string read_file(const std::string& path) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/json_depth.h"
+#include "common/uuid.h"
 #include "store.h"
 #include "text_match.h"
 
@@ -29,15 +30,7 @@ std::span<const std::byte> as_bytes(const std::vector<float>& v) { return std::a
 
 // ---- validation --------------------------------------------------------------------------------
 
-std::string Memory::Impl::new_uuid() {
-  const uint64_t hi = (rng() & 0xFFFFFFFFFFFF0FFFull) | 0x0000000000004000ull;  // version 4
-  const uint64_t lo = (rng() & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;  // RFC 4122 variant
-  char buf[37];
-  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
-                static_cast<unsigned>((hi >> 16) & 0xFFFF), static_cast<unsigned>(hi & 0xFFFF),
-                static_cast<unsigned>(lo >> 48), static_cast<unsigned long long>(lo & 0xFFFFFFFFFFFFull));
-  return buf;
-}
+std::string Memory::Impl::new_uuid() { return common::uuid_v4(rng); }
 
 void Memory::Impl::check_vector(const std::vector<float>& v, std::string_view what) const {
   if (v.size() != dimension) {

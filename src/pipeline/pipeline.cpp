@@ -8,9 +8,9 @@
 #include "common/clock.h"
 #include "common/hash.h"
 #include "common/utf8.h"
+#include "common/uuid.h"
 #include "gather.h"
 #include "impl.h"
-#include "pipeline/config_defaults.h"
 
 namespace ruvllm::pipeline {
 namespace {
@@ -56,13 +56,7 @@ bool Pipeline::Impl::has_chat_template(const std::string& model) {
 
 std::string Pipeline::Impl::new_request_id() {
   std::lock_guard lock(id_mutex);
-  const uint64_t a = rng(), b = rng();
-  char buf[37];
-  std::snprintf(buf, sizeof buf, "%08x-%04x-4%03x-%04x-%012llx", static_cast<unsigned>(a >> 32),
-                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xfff),
-                static_cast<unsigned>(0x8000 | ((b >> 48) & 0x3fff)),
-                static_cast<unsigned long long>(b & 0xffffffffffffULL));
-  return buf;
+  return common::uuid_v4(rng);
 }
 
 void Pipeline::Impl::remember(const std::string& id) {
@@ -128,7 +122,7 @@ Pipeline::Pipeline(Config config) : impl_(std::make_unique<Impl>(std::move(confi
 void Pipeline::open() {
   Impl& s = *impl_;
   Config& c = s.config;
-  detail::fill_derived_defaults(c);  // as load_config does, for a Config built in code
+  fill_derived_defaults(c);  // as config::load does, for a Config built in code
   if (c.models.empty()) throw Error("the configuration has no [[model]]");
   std::error_code ec;
   fs::create_directories(c.data_dir, ec);

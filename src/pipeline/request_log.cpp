@@ -11,12 +11,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string hex64(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 double ms(int64_t us) { return static_cast<double>(us) / 1000.0; }
 
 }  // namespace
@@ -27,7 +21,7 @@ void Pipeline::Impl::log_request(RequestState& st) {
   json row;
   row["request_id"] = out.request_id;
   row["timestamp"] = common::iso8601_now();
-  row["user_id"] = req.user.empty() ? json(nullptr) : json(hex64(common::fnv1a(req.user)));
+  row["user_id"] = req.user.empty() ? json(nullptr) : json(common::hex64(common::fnv1a(req.user)));
   row["query"] = req.query;
   row["flow"] = st.naive ? "naive" : "routed";
   row["router_features"] = out.features;

@@ -71,9 +71,7 @@ std::string normalise_query(std::string_view q) {
 
 std::string cache_key(const Request& req, const Response& out, int max_tokens, const llm::Sampling& sampling,
                       const std::string& system_prompt) {
-  char prompt_hash[17];
-  std::snprintf(prompt_hash, sizeof prompt_hash, "%016llx",
-                static_cast<unsigned long long>(common::fnv1a(system_prompt)));
+  const std::string prompt_hash = common::hex64(common::fnv1a(system_prompt));
   std::string key = normalise_query(req.query) + '\x1f' + out.model + '\x1f' +
                     (req.flow == Flow::naive ? "naive" : "routed") + '\x1f' + std::to_string(max_tokens) + '\x1f' +
                     std::to_string(sampling.temperature) + '\x1f' + std::to_string(sampling.top_p) + '\x1f' +

@@ -36,7 +36,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Server::Impl {
   pipeline::Pipeline& pipe;
-  pipeline::ServerConfig config;
+  ServerConfig config;
   httplib::Server http;
   int port = 0;
   std::atomic<bool> draining{false}, serving{false};
@@ -85,7 +85,7 @@ struct Server::Impl {
   const prometheus::Histogram::BucketBoundaries latency_buckets{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                                 0.25,   0.5,   1,     2.5,   5,    10,    30,   60};
 
-  Impl(pipeline::Pipeline& p, pipeline::ServerConfig c) : pipe(p), config(std::move(c)) {}
+  Impl(pipeline::Pipeline& p, ServerConfig c) : pipe(p), config(std::move(c)) {}
 
   // Every route's pattern and method, so that a known path with another method is a 405.
   std::vector<std::pair<std::regex, std::string>> routes;
@@ -218,8 +218,6 @@ struct Server::Impl {
   void models(const httplib::Request&, httplib::Response& res);
 
   // ---- memory and feedback (memory_routes.cpp) ----
-  static json node_json(const memory::Node& n);
-  static json edge_json(const memory::Edge& e);
   memory::Node node_from(const json& b);
   void add_node(const httplib::Request& req, httplib::Response& res);
   void get_node(const httplib::Request& req, httplib::Response& res);

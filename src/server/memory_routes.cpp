@@ -10,36 +10,6 @@ namespace ruvllm::server {
 using namespace detail;
 
 // ---- memory -------------------------------------------------------------------------------
-json Server::Impl::node_json(const memory::Node& n) {
-  json j = {{"id", n.id},
-            {"type", memory::to_string(n.type)},
-            {"source", n.source},
-            {"title", n.title},
-            {"text", n.text},
-            {"timestamp_ms", n.timestamp_ms},
-            {"tags", n.tags},
-            {"domain", n.domain},
-            {"language", n.language},
-            {"version", n.version},
-            {"confidence", n.confidence}};
-  j["metadata"] = json::parse(n.metadata, nullptr, false);
-  if (j["metadata"].is_discarded()) j["metadata"] = json::object();
-  j["valid_from"] = n.valid_from ? json(*n.valid_from) : json(nullptr);
-  j["valid_to"] = n.valid_to ? json(*n.valid_to) : json(nullptr);
-  return j;
-}
-
-json Server::Impl::edge_json(const memory::Edge& e) {
-  return {{"id", e.id},
-          {"src", e.src},
-          {"dst", e.dst},
-          {"rel", e.rel},
-          {"weight", e.weight},
-          {"confidence", e.confidence},
-          {"timestamp_ms", e.timestamp_ms},
-          {"created_by", e.created_by}};
-}
-
 memory::Node Server::Impl::node_from(const json& b) {
   memory::Node n;
   n.text = get_string(b, "text", true);
@@ -85,7 +55,7 @@ void Server::Impl::add_node(const httplib::Request& req, httplib::Response& res)
 void Server::Impl::get_node(const httplib::Request& req, httplib::Response& res) {
   auto n = memory_call([&] { return pipe.memory().get(req.matches[1].str()); });
   if (!n) throw HttpError(404, "no node '" + req.matches[1].str() + "'", "id");
-  send_json(res, 200, node_json(*n));
+  send_json(res, 200, json::parse(memory::to_json(*n)));
 }
 
 void Server::Impl::delete_node(const httplib::Request& req, httplib::Response& res) {
@@ -98,7 +68,8 @@ void Server::Impl::node_edges(const httplib::Request& req, httplib::Response& re
   const std::string id = req.matches[1].str();
   if (!memory_call([&] { return pipe.memory().get(id); })) throw HttpError(404, "no node '" + id + "'", "id");
   json data = json::array();
-  for (const auto& e : memory_call([&] { return pipe.memory().edges(id); })) data.push_back(edge_json(e));
+  for (const auto& e : memory_call([&] { return pipe.memory().edges(id); }))
+    data.push_back(json::parse(memory::to_json(e)));
   send_json(res, 200, {{"data", data}});
 }
 

@@ -16,8 +16,7 @@ namespace {
 // Whether `a` equals `b`, in time that depends on their lengths only, not on where they differ.
 bool equal_in_constant_time(std::string_view a, std::string_view b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i)
-    diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
   return diff == 0;
 }
 
@@ -36,7 +35,7 @@ bool key_accepted(std::string_view header, const std::vector<std::string>& keys)
 
 }  // namespace
 
-Server::Server(pipeline::Pipeline& pipeline, pipeline::ServerConfig config)
+Server::Server(pipeline::Pipeline& pipeline, ServerConfig config)
     : impl_(std::make_unique<Impl>(pipeline, std::move(config))) {
   Impl& s = *impl_;
   s.http.set_payload_max_length(s.config.max_body_bytes);

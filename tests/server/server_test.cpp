@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "fixtures.h"
+#include "ruvllm/config.h"
 #include "ruvllm/embed.h"
 #include "ruvllm/pipeline.h"
 #include "ruvllm/server.h"
@@ -45,8 +46,8 @@ const char* const kCorpus =
 
 const char* const kQuestion = "What does a compiler translate source code into?";
 
-pipeline::Config tiny_config(const std::string& dir) {
-  pipeline::Config c;
+config::Settings tiny_config(const std::string& dir) {
+  config::Settings c;
   c.models = {{"small", test::tiny_lfm2(), "tiny", 1.0, 0}, {"large", test::tiny_lfm2(), "tiny", 4.0, 1}};
   c.default_model = "large";
   c.threads = 2;
@@ -69,14 +70,14 @@ pipeline::Config tiny_config(const std::string& dir) {
 // A pipeline and its server on a free port of 127.0.0.1, serving on a thread.
 struct Harness {
   std::string dir;
-  pipeline::Config config;
+  config::Settings config;
   std::unique_ptr<pipeline::Pipeline> pipe;
   std::unique_ptr<Server> server;
   std::thread thread;
   int port = 0;
   bool stopped = false;
 
-  explicit Harness(const std::string& name, const std::function<void(pipeline::Config&)>& tweak = {}) {
+  explicit Harness(const std::string& name, const std::function<void(config::Settings&)>& tweak = {}) {
     dir = fresh_dir(name);
     config = tiny_config(dir);
     if (tweak) tweak(config);
@@ -725,7 +726,7 @@ TEST(Server, HealthReadyAndMetrics) {
 
 TEST(Server, ApiKeysGuardEverythingButHealth) {
   RUVLLM_REQUIRE_VECTORS();
-  Harness h("server-auth", [](pipeline::Config& c) { c.server.api_keys = {"s3cret", "other"}; });
+  Harness h("server-auth", [](config::Settings& c) { c.server.api_keys = {"s3cret", "other"}; });
   auto cli = h.client();
   expect_error_shape(cli.Get("/v1/models"), 401, "no key");
   expect_error_shape(cli.Get("/v1/models", httplib::Headers{{"Authorization", "Bearer wrong"}}), 401, "wrong key");
@@ -768,7 +769,7 @@ struct BadRequest {
 
 TEST(Server, BadInputGetsTheRightStatusInOpenAIErrorShape) {
   RUVLLM_REQUIRE_VECTORS();
-  Harness h("server-bad", [](pipeline::Config& c) {
+  Harness h("server-bad", [](config::Settings& c) {
     c.server.max_body_bytes = 64 * 1024;
     c.server.max_tokens = 64;
   });
@@ -938,7 +939,7 @@ TEST(Server, ConcurrentChatsAllSucceed) {
 
 TEST(Server, FullQueueAnswers429WithRetryAfter) {
   RUVLLM_REQUIRE_VECTORS();
-  Harness h("server-queue", [](pipeline::Config& c) { c.server.max_queue = 1; });
+  Harness h("server-queue", [](config::Settings& c) { c.server.max_queue = 1; });
   std::atomic<bool> first{false}, release{false};
   json long_body = chat_body("Keep talking about compilers for a long while", 1000, "large");
   long_body["stream"] = true;
@@ -980,7 +981,7 @@ TEST(Server, FullQueueAnswers429WithRetryAfter) {
 // gets generation.max_tokens, which must not take it past the ceiling.
 TEST(Server, RequestsWithoutMaxTokensStayWithinTheServerLimit) {
   RUVLLM_REQUIRE_VECTORS();
-  Harness h("server-default-tokens", [](pipeline::Config& c) {
+  Harness h("server-default-tokens", [](config::Settings& c) {
     c.max_tokens = 40;
     c.server.max_tokens = 16;
   });
@@ -1002,7 +1003,7 @@ TEST(Server, RequestsWithoutMaxTokensStayWithinTheServerLimit) {
 // answers 400 before any event, so SDKs raise instead of reading an error as a chunk.
 TEST(Server, PromptLongerThanTheContextIs400StreamedOrNot) {
   RUVLLM_REQUIRE_VECTORS();
-  Harness h("server-too-long", [](pipeline::Config& c) { c.context = 512; });
+  Harness h("server-too-long", [](config::Settings& c) { c.context = 512; });
   auto cli = h.client();
   std::string text;
   for (int i = 0; i < 600; ++i) text += "compiler linker interpreter ";
@@ -1053,7 +1054,7 @@ TEST(Server, ClientThatTimesOutCancelsItsGeneration) {
 
 TEST(Server, RequestTimeoutCancelsGeneration) {
   RUVLLM_REQUIRE_VECTORS();
-  Harness h("server-deadline", [](pipeline::Config& c) { c.server.request_timeout_s = 0.3; });
+  Harness h("server-deadline", [](config::Settings& c) { c.server.request_timeout_s = 0.3; });
   auto cli = h.client();
   json body = chat_body("deadline probe", 1000, "small");
   body["cache"] = false;
@@ -1072,12 +1073,12 @@ TEST(Server, RequestTimeoutCancelsGeneration) {
 TEST(Server, GracefulStopLosesNoAcknowledgedWrite) {
   RUVLLM_REQUIRE_VECTORS();
   // Room for a generation far longer than the grace, however fast the machine.
-  auto h = std::make_unique<Harness>("server-drain", [](pipeline::Config& c) {
+  auto h = std::make_unique<Harness>("server-drain", [](config::Settings& c) {
     c.context = 8192;
     c.server.max_tokens = 8192;
   });
   const std::string dir = h->dir;
-  const pipeline::Config config = h->config;
+  const config::Settings config = h->config;
   std::mutex mu;
   std::vector<std::string> nodes;                   // ids of POSTs answered 201
   std::vector<std::string> chats;                   // request ids of chats answered 200
@@ -1189,7 +1190,7 @@ TEST(Server, GracefulStopLosesNoAcknowledgedWrite) {
 TEST(Server, StopBeforeRunEndsRun) {
   RUVLLM_REQUIRE_VECTORS();
   const std::string dir = fresh_dir("server-stop-early");
-  const pipeline::Config c = tiny_config(dir);
+  const config::Settings c = tiny_config(dir);
   pipeline::Pipeline p(c);
   Server s(p, c.server);
   s.bind();
@@ -1209,7 +1210,7 @@ TEST(Server, StopBeforeRunEndsRun) {
 TEST(Server, BindFailsOnAPortInUse) {
   RUVLLM_REQUIRE_VECTORS();
   Harness h("server-bind");
-  pipeline::ServerConfig sc = h.config.server;
+  ServerConfig sc = h.config.server;
   sc.port = h.port;
   Server second(*h.pipe, sc);
   EXPECT_THROW(second.bind(), pipeline::Error);
