@@ -5,7 +5,9 @@
 const fs = require("fs");
 const path = require("path");
 
-function tables(text) {  // [{title, header, rows: Map(first cell → cells)}]
+// [{title, header, rows: Map(key → cells)}]; a row's key is its first cell, with "#2", "#3" … added
+// when the first cell repeats within a table, so that no row hides another.
+function tables(text) {
   const out = [];
   let title = "", current = null;
   for (const line of text.split("\n")) {
@@ -15,12 +17,14 @@ function tables(text) {  // [{title, header, rows: Map(first cell → cells)}]
       continue;
     }
     const cells = line.split("|").slice(1, -1).map((c) => c.trim());
-    if (cells.every((c) => /^-+$/.test(c))) continue;
+    if (cells.every((c) => /^:?-+:?$/.test(c))) continue;
     if (current === null) {
       current = { title, header: cells, rows: new Map() };
       out.push(current);
     } else {
-      current.rows.set(cells[0], cells);
+      let key = cells[0];
+      for (let n = 2; current.rows.has(key); ++n) key = `${cells[0]} #${n}`;
+      current.rows.set(key, cells);
     }
   }
   return out;
@@ -33,13 +37,20 @@ if (!file || dirs.length < 2) {
 }
 const runs = dirs.map((d) => tables(fs.readFileSync(path.join(d, file), "utf8")));
 console.log(`Runs, in each cell in this order: ${dirs.map((d) => path.basename(d)).join(" · ")}\n`);
+// Tables are matched by title (the n-th table of that title), so that a table one run lacks does
+// not shift the others.
+function find(run, title, nth) {
+  return run.filter((t) => t.title === title)[nth];
+}
 runs[0].forEach((t, i) => {
+  const nth = runs[0].slice(0, i).filter((u) => u.title === t.title).length;
+  const same = runs.map((r) => find(r, t.title, nth));
   console.log(`${t.title}\n`);
   console.log(`| ${t.header.join(" | ")} |`);
   console.log(`|${t.header.map(() => "---").join("|")}|`);
   for (const [key] of t.rows) {
     const cells = t.header.map((_, c) =>
-      c === 0 ? key : runs.map((r) => (r[i] && r[i].rows.get(key) ? r[i].rows.get(key)[c] : "–")).join(" · "));
+      c === 0 ? key : same.map((u) => (u && u.rows.get(key) ? u.rows.get(key)[c] : "–")).join(" · "));
     console.log(`| ${cells.join(" | ")} |`);
   }
   console.log("");

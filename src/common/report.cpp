@@ -100,10 +100,14 @@ void write_report(const std::string& dir, const std::string& name, const nlohman
   std::ofstream(base.string() + ".json") << json.dump(2) << "\n";
   std::ofstream md(base.string() + ".md");
   md << markdown;
-  // The file names the machine and the code that measured it (stdout has them in the JSON).
+  // The markdown file names the machine and the code that measured it; the JSON file has them under
+  // "machine", and stdout gets the table alone.
   if (json.contains("machine") && json["machine"].is_object()) {
     const auto& m = json["machine"];
-    const auto field = [&](const char* k) { return m.contains(k) ? m[k].dump() : std::string("?"); };
+    const auto field = [&](const char* k) {
+      if (!m.contains(k)) return std::string("?");
+      return m[k].is_string() ? m[k].get<std::string>() : m[k].dump();
+    };
     md << "\nMeasured " << field("timestamp_utc") << " on " << field("cpu") << " (" << field("hardware_threads")
        << " hardware threads, " << field("memory") << "), ruvllm " << field("ruvllm_commit") << ", llama.cpp "
        << field("llama_cpp_commit") << ".\n";

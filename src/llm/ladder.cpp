@@ -33,7 +33,7 @@ ModelSpec read_model(const toml::table& t, const std::string& where, int index, 
     } else if (k == "tier") {
       auto d = v.value_exact<int64_t>();
       if (!d || *d < 0 || *d > 1000000)
-        issues.push_back({key, "must be an integer >= 0"});
+        issues.push_back({key, "must be an integer in [0, 1000000]"});
       else
         spec.tier = static_cast<int>(*d);
     } else {
@@ -50,8 +50,7 @@ std::vector<ModelSpec> read_ladder(const std::string& toml_path, std::vector<Lad
   try {
     doc = toml::parse_file(toml_path);
   } catch (const toml::parse_error& e) {
-    issues.push_back({"", toml_path + ":" + std::to_string(e.source().begin.line) + ": " +
-                              std::string(e.description()) + " (line " + std::to_string(e.source().begin.line) + ")"});
+    issues.push_back({"", "line " + std::to_string(e.source().begin.line) + ": " + std::string(e.description())});
     return {};
   }
   const toml::node* node = doc.get("model");

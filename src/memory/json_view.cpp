@@ -7,6 +7,12 @@ namespace ruvllm::memory {
 
 using json = nlohmann::json;
 
+// The store validates UTF-8 on write, but a file written by an older build or by hand may not be;
+// a reader gets U+FFFD for those bytes rather than an exception.
+namespace {
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+}  // namespace
+
 std::string to_json(const Node& n, bool with_vector) {
   json j = {{"id", n.id},
             {"type", to_string(n.type)},
@@ -25,19 +31,18 @@ std::string to_json(const Node& n, bool with_vector) {
   j["valid_from"] = n.valid_from ? json(*n.valid_from) : json(nullptr);
   j["valid_to"] = n.valid_to ? json(*n.valid_to) : json(nullptr);
   if (with_vector && !n.vector.empty()) j["vector"] = n.vector;
-  return j.dump();
+  return dump(j);
 }
 
 std::string to_json(const Edge& e) {
-  return json{{"id", e.id},
-              {"src", e.src},
-              {"dst", e.dst},
-              {"rel", e.rel},
-              {"weight", e.weight},
-              {"confidence", e.confidence},
-              {"timestamp_ms", e.timestamp_ms},
-              {"created_by", e.created_by}}
-      .dump();
+  return dump(json{{"id", e.id},
+                   {"src", e.src},
+                   {"dst", e.dst},
+                   {"rel", e.rel},
+                   {"weight", e.weight},
+                   {"confidence", e.confidence},
+                   {"timestamp_ms", e.timestamp_ms},
+                   {"created_by", e.created_by}});
 }
 
 }  // namespace ruvllm::memory
