@@ -23,10 +23,14 @@ struct Settings : pipeline::Config {
   server::ServerConfig server;
 };
 
+// What a command reads the file for. `memory`: the memory commands (ingest, memory …), which need
+// the store's path and embedder but no model, so a file without [[model]] tables is fine.
+enum class Scope { everything, memory };
+
 // Reads `path` ("" = defaults only), then the environment overrides (for example
 // RUVLLM_SERVER_PORT=9000). Relative paths resolve against the file's folder. Throws Error
 // (invalid_argument) listing every issue, each with its key.
-Settings load(const std::string& path);
+Settings load(const std::string& path, Scope scope = Scope::everything);
 // Everything load() would complain about, plus what only the disk can say
 // (pipeline::check_config). Empty = fine.
 std::vector<ConfigIssue> check(const std::string& path);

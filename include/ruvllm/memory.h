@@ -74,6 +74,9 @@ struct IndexParams {  // HNSW; defaults for 100K–1M nodes (see docs/memory.md 
 
 struct MemoryParams {
   std::string path;  // the SQLite database; the index is path + ".usearch"
+  // Whether a missing database is created. false for readers (search, stats, …): a mistyped path
+  // is then an error (not_found) rather than a new, empty store that answers nothing.
+  bool create = true;
   // Embeds texts of nodes added without a vector and of queries. May be null when every node and
   // query brings its own vector. Its name() is recorded: reopening with another space is an error.
   std::shared_ptr<const embed::Embedder> embedder;

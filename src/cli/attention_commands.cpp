@@ -39,7 +39,7 @@ std::vector<pipeline::LabelledQuestion> read_questions(const std::string& path) 
 
 void train(const TrainOptions& o) {
   if (!(o.holdout >= 0 && o.holdout < 1)) throw std::runtime_error("--holdout must be in [0, 1)");
-  auto memory = open_memory(o.store);
+  auto memory = open_memory(o.store, o.corpus.empty() ? Access::read : Access::create);
   if (!o.corpus.empty()) {
     memory::IngestParams ip;
     ProgressBar bar;

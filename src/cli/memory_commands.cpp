@@ -2,12 +2,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "commands.h"
 #include "progress.h"
+#include "ruvllm/config.h"
 #include "ruvllm/embed.h"
 #include "ruvllm/memory.h"
 #include "store.h"
@@ -15,14 +17,44 @@
 namespace ruvllm::cli {
 
 void add_store_options(CLI::App* cmd, StoreOptions& o) {
-  cmd->add_option("--db", o.db, "Memory database (SQLite; the index lives beside it)")->capture_default_str();
-  cmd->add_option("--words", o.words, "Word-vector table for the embedder (default: set-up's GloVe-6B 100-d)");
+  cmd->add_option("-c,--config", o.config,
+                  "TOML configuration whose memory to use (default: $RUVLLM_CONFIG, else ./ruvllm.toml)");
+  cmd->add_option("--db", o.db,
+                  "Memory database (SQLite; the index lives beside it). Default: the configuration's, as ask "
+                  "and serve use it (without one, ruvllm-data/memory.sqlite)");
+  cmd->add_option("--words", o.words,
+                  "Word-vector table for the embedder (default: the configuration's, else "
+                  "set-up's GloVe-6B 100-d)");
   cmd->add_option("--storage", o.storage, "Index storage: f32, f16, i8")->capture_default_str();
 }
 
-std::unique_ptr<memory::Memory> open_memory(const StoreOptions& o) {
+StoreOptions resolve(StoreOptions o) {
+  if (!o.db.empty() && !o.words.empty()) return o;
+  // The same file, defaults and RUVLLM_* overrides as the pipeline's; no [[model]] needed.
+  const auto file = find_config(o.config);
+  const config::Settings c = config::load(file.value_or(""), config::Scope::memory);
+  if (o.db.empty()) o.db = c.memory_path;
+  if (o.words.empty()) o.words = c.word_vectors;
+  return o;
+}
+
+std::unique_ptr<memory::Memory> open_memory(const StoreOptions& given, Access access) {
+  const StoreOptions o = resolve(given);
   memory::MemoryParams p;
   p.path = o.db;
+  p.create = access == Access::create;
+  if (access == Access::read && !std::filesystem::exists(o.db))
+    throw memory::Error(ErrorCode::not_found,
+                        "memory " + o.db +
+                            " does not exist; nothing was created. `ruvllm ingest FILES` creates it (the memory is "
+                            "--db, else the configuration's: -c, $RUVLLM_CONFIG or ./ruvllm.toml, else "
+                            "ruvllm-data/memory.sqlite)");
+  if (access == Access::create) {  // its folder too, as the pipeline creates data_dir
+    std::error_code ec;
+    if (auto parent = std::filesystem::path(o.db).parent_path(); !parent.empty())
+      std::filesystem::create_directories(parent, ec);
+    if (ec) throw memory::Error(ErrorCode::io, "cannot create the folder of " + o.db + ": " + ec.message());
+  }
   p.embedder = embed::open_word_vectors({.path = o.words});
   if (o.storage == "f16") {
     p.index.storage = memory::Storage::f16;
@@ -70,7 +102,7 @@ void add_memory_commands(CLI::App& app) {
       ->capture_default_str();
   ingest->add_flag("--no-mentions", io->no_mentions, "Skip mentions edges (title matching)");
   ingest->callback([io] {
-    auto m = open_memory(io->store);
+    auto m = open_memory(io->store, Access::create);
     io->params.mentions = !io->no_mentions;
     ProgressBar bar;
     io->params.progress = [&bar](std::size_t done, std::size_t total) {
@@ -80,10 +112,11 @@ void add_memory_commands(CLI::App& app) {
     const auto r = memory::ingest(*m, io->paths, io->params);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf(
-        "ingested %zu files in %.1f s: %zu documents (%zu chunks), %zu already there, %zu duplicates skipped, %zu "
+        "ingested %zu files into %s in %.1f s: %zu documents (%zu chunks), %zu already there, %zu duplicates skipped, "
+        "%zu "
         "near-duplicates linked, %zu empty records left out; edges: %zu follows, %zu same_topic, %zu mentions\n",
-        r.files, s, r.documents, r.chunks, r.skipped, r.duplicates, r.near_duplicates, r.empty, r.follows, r.same_topic,
-        r.mentions);
+        r.files, resolve(io->store).db.c_str(), s, r.documents, r.chunks, r.skipped, r.duplicates, r.near_duplicates,
+        r.empty, r.follows, r.same_topic, r.mentions);
   });
 
   // ---- memory ----
@@ -94,7 +127,7 @@ void add_memory_commands(CLI::App& app) {
   auto* stats = mem->add_subcommand("stats", "Counts and sizes");
   add_store_options(stats, *so);
   stats->callback([so] {
-    auto m = open_memory(*so);
+    auto m = open_memory(*so, Access::read);
     const auto s = m->stats();
     std::printf("%s\n", nlohmann::json({{"path", s.path},
                                         {"nodes", s.nodes},
@@ -134,7 +167,7 @@ void add_memory_commands(CLI::App& app) {
     q.mode = memory::parse_search_mode(sopt->mode);
     q.fusion = memory::parse_fusion(sopt->fusion);
     for (const auto& t : sopt->types) q.filter.types.push_back(memory::parse_node_type(t));
-    auto m = open_memory(*so);
+    auto m = open_memory(*so, Access::read);
     const auto r = m->search(q);
     if (sopt->json) {
       nlohmann::json hits = nlohmann::json::array();
@@ -182,7 +215,7 @@ void add_memory_commands(CLI::App& app) {
   get->add_option("id", go->id, "Node id")->required();
   get->add_flag("--vector", go->vector, "Include the vector");
   get->callback([so, go] {
-    auto m = open_memory(*so);
+    auto m = open_memory(*so, Access::read);
     const auto n = m->get(go->id, go->vector);
     if (!n) throw memory::Error("no node " + go->id);
     nlohmann::json j = as_json(*n);
@@ -207,7 +240,7 @@ void add_memory_commands(CLI::App& app) {
   add->add_option("--metadata", ao->node.metadata, "Metadata (a JSON object)");
   add->callback([so, ao] {
     ao->node.type = memory::parse_node_type(ao->type);
-    auto m = open_memory(*so);
+    auto m = open_memory(*so, Access::create);
     std::printf("%s\n", m->add(ao->node).c_str());
   });
 
@@ -220,7 +253,7 @@ void add_memory_commands(CLI::App& app) {
   link->add_option("--weight", eo->weight, "Weight > 0")->capture_default_str();
   link->add_option("--confidence", eo->confidence, "Confidence in [0, 1]")->capture_default_str();
   link->callback([so, eo] {
-    auto m = open_memory(*so);
+    auto m = open_memory(*so, Access::read);
     std::printf("%s\n", m->link(*eo).c_str());
   });
 
@@ -229,7 +262,7 @@ void add_memory_commands(CLI::App& app) {
   add_store_options(del, *so);
   del->add_option("id", *did, "Node id")->required();
   del->callback([so, did] {
-    auto m = open_memory(*so);
+    auto m = open_memory(*so, Access::read);
     if (!m->remove(*did)) throw memory::Error("no node " + *did);
     std::printf("deleted %s\n", did->c_str());
   });
@@ -237,9 +270,9 @@ void add_memory_commands(CLI::App& app) {
   auto* vacuum = mem->add_subcommand("vacuum", "Save the index, rebuild FTS and compact the database");
   add_store_options(vacuum, *so);
   vacuum->callback([so] {
-    auto m = open_memory(*so);
+    auto m = open_memory(*so, Access::read);
     m->vacuum();
-    std::printf("vacuumed %s\n", so->db.c_str());
+    std::printf("vacuumed %s\n", resolve(*so).db.c_str());
   });
 }
 

@@ -12,6 +12,8 @@
 
 #include "commands.h"
 #include "ruvllm/config.h"
+#include "ruvllm/embed.h"
+#include "ruvllm/memory.h"
 #include "ruvllm/pipeline.h"
 #include "ruvllm/server.h"
 
@@ -37,9 +39,7 @@ struct PipelineOptions {
 };
 
 std::string config_path(const std::string& given) {
-  if (!given.empty()) return given;
-  if (const char* env = std::getenv("RUVLLM_CONFIG")) return env;
-  if (std::filesystem::exists("ruvllm.toml")) return "ruvllm.toml";
+  if (auto found = find_config(given)) return *found;
   throw pipeline::Error(
       "no configuration: pass --config FILE, set RUVLLM_CONFIG, or write ./ruvllm.toml "
       "(`ruvllm config show` prints every key with its default)");
@@ -125,7 +125,46 @@ pipeline::Response ask_once(pipeline::Pipeline& p, pipeline::Request req, bool s
   return r;
 }
 
+// A memory that cannot give context is said before the first question, not discovered after it.
+// The pipeline creates a missing one (the server and write-back add to it).
+void warn_if_memory_is_missing(const config::Settings& c, const std::string& config_file) {
+  if (std::filesystem::exists(c.memory_path)) return;
+  std::fprintf(stderr,
+               "ruvllm: warning: memory %s does not exist; it is created empty and answers get no context until "
+               "`ruvllm ingest -c %s FILES` puts documents in\n",
+               c.memory_path.c_str(), config_file.c_str());
+}
+
+void warn_if_memory_is_empty(const pipeline::Pipeline& p, const std::string& config_file) {
+  if (p.memory().stats().nodes > 0) return;
+  std::fprintf(stderr,
+               "ruvllm: warning: memory %s is empty: answers get no context until `ruvllm ingest -c %s FILES` puts "
+               "documents in\n",
+               p.config().memory_path.c_str(), config_file.c_str());
+}
+
+// config check's line about the memory: how many nodes, or that it does not exist yet.
+std::string describe_memory(const config::Settings& c, const std::string& config_file) {
+  if (!std::filesystem::exists(c.memory_path))
+    return "memory " + c.memory_path + " does not exist yet (`ruvllm ingest -c " + config_file +
+           " FILES` creates it; ask and serve would start with no context)";
+  memory::MemoryParams mp;
+  mp.path = c.memory_path;
+  mp.create = false;
+  mp.embedder = embed::open_word_vectors({.path = c.word_vectors});
+  const auto s = memory::Memory(std::move(mp)).stats();
+  return "memory " + c.memory_path + ": " + std::to_string(s.nodes) + (s.nodes == 1 ? " node, " : " nodes, ") +
+         std::to_string(s.edges) + " edges" + (s.nodes == 0 ? " (empty: ask and serve would give no context)" : "");
+}
+
 }  // namespace
+
+std::optional<std::string> find_config(const std::string& given) {
+  if (!given.empty()) return given;
+  if (const char* env = std::getenv("RUVLLM_CONFIG"); env != nullptr && *env != '\0') return env;
+  if (std::filesystem::exists("ruvllm.toml")) return "ruvllm.toml";
+  return std::nullopt;
+}
 
 void add_pipeline_commands(CLI::App& app) {
   // ---- config ---------------------------------------------------------------------------------
@@ -138,9 +177,9 @@ void add_pipeline_commands(CLI::App& app) {
     const auto issues = config::check(*check_path);
     if (issues.empty()) {
       const auto c = config::load(*check_path);
-      std::printf("%s: ok (%zu models, default %s, router %s, memory %s)\n", check_path->c_str(), c.models.size(),
-                  c.default_model.c_str(), c.router_file.empty() ? "off" : c.router_file.c_str(),
-                  c.memory_path.c_str());
+      std::printf("%s: ok (%zu models, default %s, router %s)\n%s: %s\n", check_path->c_str(), c.models.size(),
+                  c.default_model.c_str(), c.router_file.empty() ? "off" : c.router_file.c_str(), check_path->c_str(),
+                  describe_memory(c, *check_path).c_str());
       return;
     }
     for (const auto& i : issues)
@@ -158,7 +197,11 @@ void add_pipeline_commands(CLI::App& app) {
   add_pipeline_options(ask, *ao);
   ask->add_flag("--no-stream", ao->no_stream, "print the answer when it is complete");
   ask->callback([ao, question] {
-    pipeline::Pipeline p(one_request_at_a_time(config::load(config_path(ao->config))));
+    const std::string file = config_path(ao->config);
+    const config::Settings c = config::load(file);
+    warn_if_memory_is_missing(c, file);
+    pipeline::Pipeline p(one_request_at_a_time(c));
+    warn_if_memory_is_empty(p, file);
     ask_once(p, make_request(*ao, *question), !ao->no_stream);
   });
 
@@ -169,7 +212,11 @@ void add_pipeline_commands(CLI::App& app) {
   auto history_tokens = std::make_shared<int>(2048);
   chat->add_option("--history-tokens", *history_tokens, "earlier turns kept (oldest dropped first)");
   chat->callback([co, history_tokens] {
-    pipeline::Pipeline p(one_request_at_a_time(config::load(config_path(co->config))));
+    const std::string file = config_path(co->config);
+    const config::Settings c = config::load(file);
+    warn_if_memory_is_missing(c, file);
+    pipeline::Pipeline p(one_request_at_a_time(c));
+    warn_if_memory_is_empty(p, file);
     std::vector<llm::ChatMessage> history;
     std::string line;
     std::fprintf(stderr, "ruvllm chat: one question per line; /reset forgets the conversation, /quit or EOF ends\n");
@@ -223,10 +270,13 @@ void add_pipeline_commands(CLI::App& app) {
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-    config::Settings c = config::load(config_path(so->config));
+    const std::string file = config_path(so->config);
+    config::Settings c = config::load(file);
     if (*port >= 0) c.server.port = *port;
     if (!host->empty()) c.server.host = *host;
+    warn_if_memory_is_missing(c, file);
     pipeline::Pipeline p(c);
+    warn_if_memory_is_empty(p, file);
     server::Server s(p, c.server);
     const int bound = s.bind();
     std::fprintf(stderr, "ruvllm: serving %zu models on http://%s:%d (auth %s); SIGTERM/SIGINT stops gracefully\n",

@@ -302,7 +302,9 @@ void check_across_keys(const Settings& c, std::vector<ConfigIssue>& issues) {
   const bool ladder_reported =
       std::any_of(issues.begin(), issues.end(), [](const ConfigIssue& i) { return i.key == "model"; });
   if (c.models.empty() && !ladder_reported)
-    issues.push_back({"model", "no [[model]] tables: the ladder needs at least one model"});
+    issues.push_back({"model",
+                      "no config file, so no models: write a ruvllm.toml with [[model]] tables (`ruvllm config show` "
+                      "prints every key)"});
   const auto on_ladder = [&](const std::string& name) {
     return std::any_of(c.models.begin(), c.models.end(), [&](const llm::ModelSpec& m) { return m.name == name; });
   };
@@ -333,14 +335,16 @@ Settings parse(const std::string& path, std::vector<ConfigIssue>& issues) {
       return c;
     }
     for (const auto& [section, node] : doc) read_section(c, path, std::string(section.str()), node, issues);
+    // A file without [[model]] tables: read_ladder says what is missing.
+    if (!doc.contains("model")) read_section(c, path, "model", doc, issues);
   }
   read_environment(c, issues);  // after the file: the environment wins
   // Relative paths in the file resolve against its folder, like the ladder's.
   auto resolve = [&](std::string& p) {
     if (!p.empty() && p != "off" && fs::path(p).is_relative()) p = (base / p).lexically_normal().string();
   };
-  for (std::string* p : {&c.data_dir, &c.memory_path, &c.word_vectors, &c.attention_file, &c.router_file,
-                         &c.request_log})
+  for (std::string* p :
+       {&c.data_dir, &c.memory_path, &c.word_vectors, &c.attention_file, &c.router_file, &c.request_log})
     resolve(*p);
   pipeline::fill_derived_defaults(c);
   check_across_keys(c, issues);
@@ -355,9 +359,14 @@ std::string describe(const std::vector<ConfigIssue>& issues, const std::string& 
 
 }  // namespace
 
-Settings load(const std::string& path) {
+Settings load(const std::string& path, Scope scope) {
   std::vector<ConfigIssue> issues;
   Settings c = parse(path, issues);
+  if (scope == Scope::memory)  // the ladder and what names it are not the memory commands' concern
+    std::erase_if(issues, [](const ConfigIssue& i) {
+      return i.key == "model" || i.key.starts_with("model[") || i.key == "models.default" ||
+             i.key.starts_with("router.models");
+    });
   if (!issues.empty()) throw Error(ErrorCode::invalid_argument, describe(issues, path));
   return c;
 }

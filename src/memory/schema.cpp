@@ -1,6 +1,7 @@
 // The store on disk: node type names, the schema and its migration, open(), the embedding space a
 // memory was built in, meta values, and the pool of read connections.
 #include <cstdlib>
+#include <filesystem>
 
 #include "store.h"
 
@@ -99,6 +100,8 @@ Memory::Impl::Reader::~Reader() {
 
 void Memory::Impl::open() {
   if (params.path.empty()) throw Error("memory: no database path");
+  if (!params.create && !std::filesystem::exists(params.path))
+    throw Error(ErrorCode::not_found, "memory " + params.path + " does not exist (nothing was created)");
   index_path = params.path + ".usearch";
   writer = std::make_unique<Db>(params.path, false);
   Db& db = *writer;

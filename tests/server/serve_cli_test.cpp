@@ -259,5 +259,36 @@ TEST(ServerCli, AskAnswersWithATraceAndLogsTheRequest) {
   EXPECT_EQ(logged[0]["router_decision"]["model_id"], "small");
 }
 
+// The two halves share one memory: what `ingest -c` writes is what `ask -c` retrieves, and ask says
+// so before answering when there is nothing to retrieve.
+TEST(ServerCli, AskReadsTheMemoryIngestWroteAndWarnsWhenThereIsNone) {
+  if (!fs::exists(embed::default_word_vectors())) {
+    GTEST_SKIP() << "skipped: no word-vector table at " << embed::default_word_vectors();
+  }
+  const std::string dir = fresh_dir("ask-one-memory");
+  const std::string config = write_config(dir);
+  const std::string ask = "ask --config " + config + " --no-stream -n 2 -m small 'What escapes from a volcano?'";
+  auto r = test::run(ask);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("warning: memory " + dir + "/data/memory.sqlite does not exist"), std::string::npos) << r.out;
+  r = test::run(ask);  // the first ask created it, empty
+  EXPECT_NE(r.out.find("is empty"), std::string::npos) << r.out;
+  r = test::run("config check " + config);
+  EXPECT_NE(r.out.find("0 nodes"), std::string::npos) << r.out;
+
+  const std::string corpus = write_at(
+      dir + "/notes.jsonl",
+      R"({"id": "v1", "title": "Volcano", "text": "A volcano is a rupture in the crust of a planet where lava escapes."})"
+      "\n");
+  r = test::run("ingest -c " + config + " " + corpus);
+  ASSERT_EQ(r.status, 0) << r.out;
+  r = test::run(ask);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out.find("warning: memory"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Volcano"), std::string::npos) << "the ingested node is not in the context:\n" << r.out;
+  r = test::run("config check " + config);
+  EXPECT_NE(r.out.find("1 node,"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace ruvllm::server
